@@ -1,9 +1,21 @@
 """The one exception tree of kvcluster.
 
-Every error a caller can see is a ``KvClusterError``. Redirects carry parsed fields and never
-subclass each other, so the order of ``except`` clauses is never load-bearing.
+Every error a caller can see is a ``KvClusterError``. Redirects carry parsed fields and are
+siblings — none subclasses another — so the order of ``except`` clauses is never
+load-bearing (unlike redis-py's ``MovedError(AskError)``).
 
     KvClusterError
+    ├── InvalidArgument                bad input at an edge; nothing changed (also ValueError)
+    ├── WrongType                      the value is not of the kind the command needs
+    ├── Redirect                       ask somewhere else (the client follows these itself)
+    │   ├── Moved                      .slot .address .epoch: the slot lives elsewhere
+    │   ├── Ask                        .slot .address: this one request goes elsewhere
+    │   └── LeaderRedirect             .leader_id .address: this replica is not the leader
+    ├── TryAgain                       .slot: frozen by a migration cutover; retry shortly
+    ├── ClusterDown                    some slot has no owner, or no quorum is reachable
+    ├── ServiceUnavailable             refused without effect (e.g. storage full)
+    ├── OutcomeUnknown                 may or may not have happened (timeout, lost connection)
+    ├── RetryBudgetExhausted           .last_error: every retry has a budget; this one is spent
     ├── RaftError                      the consensus core refused something
     │   ├── ProposalDropped            not appended (no leader, transfer in progress, ...)
     │   │   └── NotLeader              this replica is not the leader; .leader_id if known
@@ -12,7 +24,7 @@ subclass each other, so the order of ``except`` clauses is never load-bearing.
     │       ├── Compacted              the requested index was compacted away
     │       ├── Unavailable            the requested index is not in the log yet
     │       └── SnapshotOutOfDate      a newer snapshot is already present
-    └── InvalidArgument                bad input at an edge (wrong type, out of range, ...)
+    └── (storage, transport and CLI modules add leaves under KvClusterError)
 
 This module imports nothing from the rest of the package: every layer may use it.
 """
@@ -20,16 +32,26 @@ This module imports nothing from the rest of the package: every layer may use it
 from __future__ import annotations
 
 __all__ = [
+    "Ask",
+    "ClusterDown",
     "Compacted",
     "ConfChangePending",
     "InvalidArgument",
     "KvClusterError",
+    "LeaderRedirect",
+    "Moved",
     "NotLeader",
+    "OutcomeUnknown",
     "ProposalDropped",
     "RaftError",
+    "Redirect",
+    "RetryBudgetExhausted",
+    "ServiceUnavailable",
     "SnapshotOutOfDate",
     "StorageError",
+    "TryAgain",
     "Unavailable",
+    "WrongType",
 ]
 
 
@@ -39,6 +61,71 @@ class KvClusterError(Exception):
 
 class InvalidArgument(KvClusterError, ValueError):
     """Bad input at an edge: the request was rejected whole and nothing changed."""
+
+
+class WrongType(KvClusterError):
+    """The command needs another kind of value (e.g. INCRBY on a non-integer)."""
+
+
+class Redirect(KvClusterError):
+    """The request must go to another node. Subclasses are siblings with parsed fields."""
+
+
+class Moved(Redirect):
+    """``MOVED slot address epoch``: the slot is owned by another group."""
+
+    def __init__(self, slot: int, address: str, epoch: int) -> None:
+        self.slot = slot
+        self.address = address
+        self.epoch = epoch
+        super().__init__(f"MOVED {slot} {address} (epoch {epoch})")
+
+
+class Ask(Redirect):
+    """``ASK slot address``: send this one request to ``address`` (migration in progress)."""
+
+    def __init__(self, slot: int, address: str) -> None:
+        self.slot = slot
+        self.address = address
+        super().__init__(f"ASK {slot} {address}")
+
+
+class LeaderRedirect(Redirect):
+    """This replica is not the group's leader; ``address`` is the leader's if known ("")."""
+
+    def __init__(self, leader_id: int, address: str) -> None:
+        self.leader_id = leader_id
+        self.address = address
+        super().__init__(f"not leader; leader is {leader_id or 'unknown'} {address}".rstrip())
+
+
+class TryAgain(KvClusterError):
+    """The slot is frozen for a migration cutover; nothing happened; retry shortly."""
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        super().__init__(f"TRYAGAIN slot {slot} is being migrated")
+
+
+class ClusterDown(KvClusterError):
+    """The cluster cannot serve this request (slot unowned, no quorum reachable)."""
+
+
+class ServiceUnavailable(KvClusterError):
+    """Refused without effect (e.g. the node's storage is full): it did not happen."""
+
+
+class OutcomeUnknown(KvClusterError):
+    """The request may or may not have happened (timeout, connection lost after sending)."""
+
+
+class RetryBudgetExhausted(KvClusterError):
+    """Every retry has a budget; this request spent its own. ``last_error`` says why."""
+
+    def __init__(self, attempts: int, last_error: BaseException | None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"gave up after {attempts} attempts: {last_error!r}")
 
 
 class RaftError(KvClusterError):

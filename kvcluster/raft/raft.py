@@ -45,6 +45,10 @@ __all__ = ["Config", "Raft"]
 
 MT = MessageType
 TRANSFER_CONTEXT = b"transfer"
+# Vote messages carry the term they are about (set by the caller); forwarded requests carry 0.
+_KEEPS_OWN_TERM = frozenset(
+    {MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP, MT.PROP, MT.READ_INDEX}
+)
 
 
 @dataclass(slots=True)
@@ -127,10 +131,7 @@ class Raft:
     # -- sending ---------------------------------------------------------------------------
     def send(self, m: Message) -> None:
         m.from_ = self.id
-        if m.type not in (MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP) and m.type not in (
-            MT.PROP,
-            MT.READ_INDEX,
-        ):
+        if m.type not in _KEEPS_OWN_TERM:
             m.term = self.term
         self.msgs.append(m)
 
@@ -150,7 +151,9 @@ class Raft:
             return False
         last = ents[-1].index if ents else prev
         self.send(
-            Message(MT.APP, to=to, index=prev, log_term=prev_term, entries=ents, commit=log.committed)
+            Message(
+                MT.APP, to=to, index=prev, log_term=prev_term, entries=ents, commit=log.committed
+            )
         )
         pr.sent_entries(last, len(ents))
         return True
@@ -179,7 +182,9 @@ class Raft:
         for to, pr in self.tracker.progress.items():
             if to != self.id:
                 self.send(
-                    Message(MT.HEARTBEAT, to=to, commit=min(pr.match_index, committed), read_seq=seq)
+                    Message(
+                        MT.HEARTBEAT, to=to, commit=min(pr.match_index, committed), read_seq=seq
+                    )
                 )
 
     # -- role transitions ------------------------------------------------------------------
@@ -383,8 +388,8 @@ class Raft:
             if not self.tracker.quorum_active():
                 self.become_follower(self.term, NONE)
                 return
-            for node_id, pr in self.tracker.progress.items():
-                pr.recent_active = node_id == self.id
+            for node_id, other in self.tracker.progress.items():
+                other.recent_active = node_id == self.id
             return
         if t == MT.PROP:
             self._propose(m.entries)

@@ -24,7 +24,8 @@ class EntryType(enum.IntEnum):
 
 class Entry(NamedTuple):
     term: int
-    index: int
+    # Shadows tuple.index on purpose: the spec's name wins over an unused tuple method.
+    index: int  # type: ignore[assignment]
     type: EntryType = EntryType.NORMAL
     data: bytes = b""
 
