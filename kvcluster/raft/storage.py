@@ -115,9 +115,11 @@ class MemoryStorage:
         """Record a snapshot of the state machine as of applied ``index``."""
         if index <= self._snapshot.metadata.index:
             raise SnapshotOutOfDate(f"snapshot at {index} is not newer")
+        offset = self._ents[0].index
+        if index < offset:
+            raise Compacted(f"snapshot index {index} is below the compaction point {offset}")
         if index > self.last_index():
             raise Unavailable(f"snapshot index {index} > last index {self.last_index()}")
-        offset = self._ents[0].index
         term = self._ents[index - offset].term
         self._snapshot = Snapshot(SnapshotMetadata(index, term, conf_state), data)
         return self._snapshot

@@ -1,0 +1,83 @@
+"""A narrow, typed view of the ``lmdb`` binding (py-lmdb ships no type stubs).
+
+Contract:
+- This is the only module that imports ``lmdb``. The rest of ``kvcluster.storage`` sees the
+  Protocols below, which list exactly the calls the storage layer makes and nothing more.
+- Transactions are opened with ``buffers=False``: every key and value handed out is ``bytes``
+  owned by Python, valid after the transaction ends.
+- ``MapFullError`` and ``Error`` are re-exported so callers can catch them without importing
+  ``lmdb`` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import lmdb  # type: ignore[import-untyped,unused-ignore]  # typed only from py-lmdb 3.0
+
+__all__ = ["Cursor", "Database", "Env", "Error", "MapFullError", "Txn", "open_env"]
+
+Error: type[Exception] = lmdb.Error
+MapFullError: type[Exception] = lmdb.MapFullError
+
+
+class Database(Protocol):
+    """An opaque handle of a named sub-database."""
+
+
+class Cursor(Protocol):
+    def set_range(self, key: bytes) -> bool: ...
+    def set_key(self, key: bytes) -> bool: ...
+    def key(self) -> bytes: ...
+    def value(self) -> bytes: ...
+    def next(self) -> bool: ...
+    def prev(self) -> bool: ...
+    def last(self) -> bool: ...
+    def delete(self) -> bool: ...
+    def putmulti(
+        self, items: Iterable[tuple[bytes, bytes]], dupdata: bool = ..., overwrite: bool = ...
+    ) -> tuple[int, int]: ...
+    def iternext(self, keys: bool = ..., values: bool = ...) -> Iterator[Any]: ...
+    def close(self) -> None: ...
+
+
+class Txn(Protocol):
+    def get(self, key: bytes, default: None = ..., db: Database | None = ...) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes, *, db: Database | None = ...) -> bool: ...
+    def delete(self, key: bytes, *, db: Database | None = ...) -> bool: ...
+    def cursor(self, db: Database | None = ...) -> Cursor: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Env(Protocol):
+    def open_db(self, key: bytes, txn: Txn | None = ..., create: bool = ...) -> Database: ...
+    def begin(self, db: Database | None = ..., write: bool = ..., buffers: bool = ...) -> Txn: ...
+    def sync(self, force: bool = ...) -> None: ...
+    def set_mapsize(self, map_size: int) -> None: ...
+    def info(self) -> dict[str, int]: ...
+    def max_key_size(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def open_env(path: Path, *, map_size: int, max_dbs: int, sync: bool) -> Env:
+    """Open (creating if needed) the environment in directory ``path``.
+
+    ``sync=True`` keeps LMDB's default commit path: data pages are fdatasync'ed, then the meta
+    page is written through an O_DSYNC descriptor, so a committed transaction survives a power
+    loss and the file is never left torn. ``sync=False`` (MDB_NOSYNC) is for tests only.
+    """
+    env = lmdb.open(
+        str(path),
+        map_size=map_size,
+        max_dbs=max_dbs,
+        subdir=True,
+        sync=sync,
+        metasync=sync,
+        readahead=False,  # random access over a file that may exceed RAM
+        meminit=False,
+        lock=True,
+    )
+    return cast(Env, env)
