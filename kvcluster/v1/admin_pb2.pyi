@@ -77,3 +77,15 @@ class TransferLeaderResponse(_message.Message):
     error: str
     leader_id: int
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., leader_id: _Optional[int] = ...) -> None: ...
+
+class ClusterSlotsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterSlotsResponse(_message.Message):
+    __slots__ = ("slot_map", "epoch")
+    SLOT_MAP_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    slot_map: bytes
+    epoch: int
+    def __init__(self, slot_map: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...

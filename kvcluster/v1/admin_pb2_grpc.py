@@ -138,3 +138,76 @@ class Admin:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ClusterInfoStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ClusterSlots = channel.unary_unary(
+                '/kvcluster.v1.ClusterInfo/ClusterSlots',
+                request_serializer=kvcluster_dot_v1_dot_admin__pb2.ClusterSlotsRequest.SerializeToString,
+                response_deserializer=kvcluster_dot_v1_dot_admin__pb2.ClusterSlotsResponse.FromString,
+                _registered_method=True)
+
+
+class ClusterInfoServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ClusterSlots(self, request, context):
+        """The slot map as this node knows it (the equivalent of CLUSTER SHARDS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ClusterInfoServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ClusterSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterSlots,
+                    request_deserializer=kvcluster_dot_v1_dot_admin__pb2.ClusterSlotsRequest.FromString,
+                    response_serializer=kvcluster_dot_v1_dot_admin__pb2.ClusterSlotsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kvcluster.v1.ClusterInfo', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kvcluster.v1.ClusterInfo', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ClusterInfo:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ClusterSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvcluster.v1.ClusterInfo/ClusterSlots',
+            kvcluster_dot_v1_dot_admin__pb2.ClusterSlotsRequest.SerializeToString,
+            kvcluster_dot_v1_dot_admin__pb2.ClusterSlotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

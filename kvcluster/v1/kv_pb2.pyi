@@ -78,7 +78,7 @@ UNAVAILABLE: Status
 INTERNAL: Status
 
 class Request(_message.Message):
-    __slots__ = ("op", "key", "value", "expected", "has_expected", "ttl_ms", "delta", "flags", "consistency", "client_id", "seq")
+    __slots__ = ("op", "key", "value", "expected", "has_expected", "ttl_ms", "delta", "flags", "consistency", "client_id", "seq", "asking")
     OP_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class Request(_message.Message):
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    ASKING_FIELD_NUMBER: _ClassVar[int]
     op: Op
     key: bytes
     value: bytes
@@ -101,7 +102,8 @@ class Request(_message.Message):
     consistency: Consistency
     client_id: int
     seq: int
-    def __init__(self, op: _Optional[_Union[Op, str]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., expected: _Optional[bytes] = ..., has_expected: _Optional[bool] = ..., ttl_ms: _Optional[int] = ..., delta: _Optional[int] = ..., flags: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., client_id: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    asking: bool
+    def __init__(self, op: _Optional[_Union[Op, str]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., expected: _Optional[bytes] = ..., has_expected: _Optional[bool] = ..., ttl_ms: _Optional[int] = ..., delta: _Optional[int] = ..., flags: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., client_id: _Optional[int] = ..., seq: _Optional[int] = ..., asking: _Optional[bool] = ...) -> None: ...
 
 class Response(_message.Message):
     __slots__ = ("status", "value", "int_value", "error", "slot", "address", "epoch", "leader_id")

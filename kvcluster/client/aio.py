@@ -1,0 +1,191 @@
+"""The asyncio cluster client (grpc.aio).
+
+Contract: the same behaviour as ``kvcluster.client.sync.Client`` — the same routing cache,
+sessions and pure retry decisions; only the short send/wait loop is written again, with
+``await``. Safe to share between tasks of one event loop; every public method is a coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from kvcluster.client import _protocol as p
+from kvcluster.client._api import Commands, combine_results
+from kvcluster.client._routing import RouteCache, SessionPool, decode_slot_map, parse_seeds
+from kvcluster.client.sync import CHANNEL_OPTIONS
+from kvcluster.sharding.retry import GiveUp, RetryBudget, Unreachable, give_up_error, next_action
+from kvcluster.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+__all__ = ["AsyncClient", "AsyncPipeline"]
+
+
+class AsyncClient(Commands):
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        *,
+        timeout: float = 5.0,
+        budget: RetryBudget | None = None,
+        backoff_tick: float = 0.01,
+        stale: bool = False,
+    ) -> None:
+        self._cache = RouteCache(parse_seeds(seeds))
+        self._timeout = timeout
+        self._budget = budget or RetryBudget()
+        self._tick = backoff_tick
+        self._stale = stale
+        self._sessions = SessionPool()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
+        self._refreshed = False
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        self._stubs.clear()
+        for ch in channels.values():
+            await ch.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def pipeline(self) -> AsyncPipeline:
+        return AsyncPipeline(self)
+
+    @property
+    def slot_map_epoch(self) -> int:
+        return self._cache.slot_map.epoch
+
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        ch = self._channels.get(addr)
+        if ch is None:
+            ch = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
+            self._channels[addr] = ch
+            self._stubs[addr] = kv_pb2_grpc.KVStub(ch)
+        return ch
+
+    async def _send(
+        self, addr: str, reqs: list[kv_pb2.Request]
+    ) -> list[kv_pb2.Response] | Unreachable:
+        self._channel(addr)
+        try:
+            resp = await self._stubs[addr].Execute(
+                kv_pb2.BatchRequest(requests=reqs), timeout=self._timeout
+            )
+        except grpc.RpcError:
+            return Unreachable(addr, maybe_sent=True)
+        if len(resp.responses) != len(reqs):
+            return Unreachable(addr, maybe_sent=True)
+        return list(resp.responses)
+
+    async def refresh_slots(self) -> bool:
+        for addr in self._cache.addresses():
+            stub = admin_pb2_grpc.ClusterInfoStub(self._channel(addr))
+            try:
+                r = await stub.ClusterSlots(
+                    admin_pb2.ClusterSlotsRequest(), timeout=min(self._timeout, 2.0)
+                )
+            except grpc.RpcError:
+                continue
+            self._cache.replace(decode_slot_map(r.slot_map))
+            self._refreshed = True
+            return True
+        return False
+
+    def _dispatch(self, cmds: list[p.Command], combine: Any) -> Any:
+        async def run() -> Any:
+            return combine(await self._execute(cmds))
+
+        return run()
+
+    async def _execute(self, cmds: list[p.Command], raise_on_error: bool = True) -> list[Any]:
+        if not self._refreshed:
+            await self.refresh_slots()
+        sessions = []
+        for c in cmds:
+            if c.is_write:
+                s = self._sessions.acquire()
+                sessions.append(s)
+                c.request.client_id, c.request.seq = s.client_id, s.next_seq()
+        try:
+            by_target: dict[str, list[int]] = {}
+            for i, c in enumerate(cmds):
+                by_target.setdefault(self._cache.target(self._cache.slot(c.key)), []).append(i)
+            first: list[tuple[str, kv_pb2.Response | Unreachable] | None] = [None] * len(cmds)
+            sends = [self._send(a, [cmds[i].request for i in idx]) for a, idx in by_target.items()]
+            for (addr, idx), out in zip(
+                by_target.items(), await asyncio.gather(*sends), strict=True
+            ):
+                for j, i in enumerate(idx):
+                    first[i] = (addr, out if isinstance(out, Unreachable) else out[j])
+            results = await asyncio.gather(
+                *(self._finish(c, f) for c, f in zip(cmds, first, strict=True)),
+                return_exceptions=not raise_on_error,
+            )
+            return list(results)
+        finally:
+            for s in sessions:
+                self._sessions.release(s)
+
+    async def _finish(
+        self, cmd: p.Command, pending: tuple[str, kv_pb2.Response | Unreachable] | None
+    ) -> Any:
+        slot = self._cache.slot(cmd.key)
+        attempt, target, avoid, maybe_sent = 0, None, None, False
+        while True:
+            if pending is None:
+                addr = target or self._cache.target(slot, avoid)
+                out = await self._send(addr, [cmd.request])
+                outcome: kv_pb2.Response | Unreachable = (
+                    out if isinstance(out, Unreachable) else out[0]
+                )
+            else:
+                addr, outcome = pending
+                pending = None
+            attempt += 1
+            reply = p.to_reply(addr, outcome)
+            if reply is None:
+                return cmd.decode(outcome)  # type: ignore[arg-type]
+            maybe_sent |= isinstance(reply, Unreachable) and reply.maybe_sent
+            action = next_action(
+                reply, attempt=attempt, budget=self._budget, map_epoch=self.slot_map_epoch
+            )
+            if isinstance(action, GiveUp):
+                raise give_up_error(action, maybe_applied=maybe_sent and cmd.is_write)
+            self._cache.remember(slot, action)
+            if action.refresh_map:
+                await self.refresh_slots()
+            if action.backoff_ticks:
+                await asyncio.sleep(action.backoff_ticks * self._tick)
+            cmd.request.asking = action.asking
+            target, avoid = action.target, action.avoid
+
+
+class AsyncPipeline(Commands):
+    """The asyncio twin of ``sync.Pipeline``: queue commands, ``await execute()``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._stale = client._stale
+        self._queued: list[tuple[list[p.Command], Any]] = []
+
+    def _dispatch(self, cmds: list[p.Command], combine: Any) -> Any:
+        self._queued.append((cmds, combine))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        queued, self._queued = self._queued, []
+        flat = [c for cmds, _ in queued for c in cmds]
+        if not flat:
+            return []
+        values = await self._client._execute(flat, raise_on_error)
+        return combine_results(queued, values)

@@ -1,0 +1,219 @@
+"""The synchronous cluster client (grpc, blocking).
+
+Contract: ``Client(seeds)`` routes each key by its slot using a cached slot map, follows
+MOVED / ASK / leader redirects / TRYAGAIN through the pure decisions of
+``kvcluster.sharding.retry`` within a retry budget, and raises typed errors from
+``kvcluster.errors``. Writes carry a session so a retried write is applied once. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from kvcluster.client import _protocol as p
+from kvcluster.client._api import Commands, combine_results
+from kvcluster.client._routing import RouteCache, SessionPool, decode_slot_map, parse_seeds
+from kvcluster.errors import KvClusterError
+from kvcluster.sharding.retry import (
+    GiveUp,
+    RetryBudget,
+    Unreachable,
+    give_up_error,
+    next_action,
+)
+from kvcluster.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+__all__ = ["CHANNEL_OPTIONS", "Client", "Pipeline"]
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+]
+
+
+class Client(Commands):
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        *,
+        timeout: float = 5.0,
+        budget: RetryBudget | None = None,
+        backoff_tick: float = 0.01,
+        stale: bool = False,
+    ) -> None:
+        self._cache = RouteCache(parse_seeds(seeds))
+        self._timeout = timeout
+        self._budget = budget or RetryBudget()
+        self._tick = backoff_tick
+        self._stale = stale
+        self._sessions = SessionPool()
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
+        self._refreshed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
+            self._stubs.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self)
+
+    @property
+    def slot_map_epoch(self) -> int:
+        return self._cache.slot_map.epoch
+
+    # -- transport -------------------------------------------------------------------------
+    def _channel(self, addr: str) -> grpc.Channel:
+        with self._lock:
+            ch = self._channels.get(addr)
+            if ch is None:
+                ch = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+                self._channels[addr] = ch
+                self._stubs[addr] = kv_pb2_grpc.KVStub(ch)
+            return ch
+
+    def _send(self, addr: str, reqs: list[kv_pb2.Request]) -> list[kv_pb2.Response] | Unreachable:
+        self._channel(addr)
+        try:
+            resp = self._stubs[addr].Execute(
+                kv_pb2.BatchRequest(requests=reqs), timeout=self._timeout
+            )
+        except grpc.RpcError:
+            # gRPC cannot tell "never arrived" from "lost after arriving": assume it may have.
+            return Unreachable(addr, maybe_sent=True)
+        if len(resp.responses) != len(reqs):
+            return Unreachable(addr, maybe_sent=True)
+        return list(resp.responses)
+
+    def refresh_slots(self) -> bool:
+        """Fetch the slot map from any reachable node; returns whether one answered."""
+        for addr in self._cache.addresses():
+            ch = self._channel(addr)
+            try:
+                r = admin_pb2_grpc.ClusterInfoStub(ch).ClusterSlots(
+                    admin_pb2.ClusterSlotsRequest(), timeout=min(self._timeout, 2.0)
+                )
+            except grpc.RpcError:
+                continue
+            with self._lock:
+                self._cache.replace(decode_slot_map(r.slot_map))
+                self._refreshed = True
+            return True
+        return False
+
+    # -- the retry loop (the pure decisions live in sharding.retry) --------------------------
+    def _dispatch(self, cmds: list[p.Command], combine: Any) -> Any:
+        return combine(self._execute(cmds))
+
+    def _execute(self, cmds: list[p.Command], raise_on_error: bool = True) -> list[Any]:
+        if not self._refreshed:
+            self.refresh_slots()
+        sessions = []
+        for c in cmds:
+            if c.is_write:
+                s = self._sessions.acquire()
+                sessions.append(s)
+                c.request.client_id, c.request.seq = s.client_id, s.next_seq()
+        try:
+            # First attempt: one batch per target node; stragglers go through the loop.
+            by_target: dict[str, list[int]] = {}
+            for i, c in enumerate(cmds):
+                by_target.setdefault(self._cache.target(self._cache.slot(c.key)), []).append(i)
+            first: list[tuple[str, kv_pb2.Response | Unreachable] | None] = [None] * len(cmds)
+            for addr, idx in by_target.items():
+                out = self._send(addr, [cmds[i].request for i in idx])
+                for j, i in enumerate(idx):
+                    first[i] = (addr, out if isinstance(out, Unreachable) else out[j])
+            results: list[Any] = []
+            for c, f in zip(cmds, first, strict=True):
+                try:
+                    results.append(self._finish(c, f))
+                except KvClusterError as e:
+                    if raise_on_error:
+                        raise
+                    results.append(e)
+            return results
+        finally:
+            for s in sessions:
+                self._sessions.release(s)
+
+    def _finish(
+        self, cmd: p.Command, pending: tuple[str, kv_pb2.Response | Unreachable] | None
+    ) -> Any:
+        slot = self._cache.slot(cmd.key)
+        attempt, target, avoid, maybe_sent = 0, None, None, False
+        while True:
+            if pending is None:
+                addr = target or self._cache.target(slot, avoid)
+                out = self._send(addr, [cmd.request])
+                outcome: kv_pb2.Response | Unreachable = (
+                    out if isinstance(out, Unreachable) else out[0]
+                )
+            else:
+                addr, outcome = pending
+                pending = None
+            attempt += 1
+            reply = p.to_reply(addr, outcome)
+            if reply is None:
+                return cmd.decode(outcome)  # type: ignore[arg-type]
+            maybe_sent |= isinstance(reply, Unreachable) and reply.maybe_sent
+            action = next_action(
+                reply, attempt=attempt, budget=self._budget, map_epoch=self.slot_map_epoch
+            )
+            if isinstance(action, GiveUp):
+                raise give_up_error(action, maybe_applied=maybe_sent and cmd.is_write)
+            with self._lock:
+                self._cache.remember(slot, action)
+            if action.refresh_map:
+                self.refresh_slots()
+            if action.backoff_ticks:
+                time.sleep(action.backoff_ticks * self._tick)
+            cmd.request.asking = action.asking
+            target, avoid = action.target, action.avoid
+
+
+class Pipeline(Commands):
+    """Buffer commands; ``execute()`` sends them (one batch per node) and returns the results
+    in order. Like redis-py's cluster pipeline it is not a transaction: each command is
+    applied on its own, and commands on different groups are not atomic together."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._stale = client._stale
+        self._queued: list[tuple[list[p.Command], Any]] = []
+
+    def _dispatch(self, cmds: list[p.Command], combine: Any) -> Any:
+        self._queued.append((cmds, combine))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        queued, self._queued = self._queued, []
+        flat = [c for cmds, _ in queued for c in cmds]
+        if not flat:
+            return []
+        return combine_results(queued, self._client._execute(flat, raise_on_error))
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queued.clear()

@@ -1,0 +1,37 @@
+"""The storage the kv state machine works on: one group's data and meta records.
+
+Contract:
+- ``KvView`` is one group's data inside one write transaction; ``KvReadView`` is the part a
+  read needs. The storage layer implements both over LMDB (data under a slot prefix, so a
+  slot can be scanned and moved as a range); ``kvcluster.kv.memory.MemoryKvView`` is the
+  in-memory implementation for tests.
+- Data records are ``(slot, key) -> stored value`` (see ``values``); meta records are
+  ``name -> bytes`` for the state machine's own bookkeeping (its clock and client sessions;
+  names start with ``b"kv/"``). *All* of the state machine's state is in these records, so a
+  snapshot or a restart that keeps them keeps everything; a snapshot must copy both kinds.
+- The applied index is not the state machine's business: the storage records it in the
+  same transaction in which the entry is applied.
+- Keys the state machine passes are at most ``commands.MAX_KEY_BYTES`` long.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["KvReadView", "KvView"]
+
+
+class KvReadView(Protocol):
+    """Read access to one group's data (a read transaction, or a write one)."""
+
+    def get(self, slot: int, key: bytes) -> bytes | None: ...
+    def get_meta(self, name: bytes) -> bytes | None: ...
+
+
+class KvView(KvReadView, Protocol):
+    """One group's data inside one write transaction."""
+
+    def put(self, slot: int, key: bytes, value: bytes) -> None: ...
+    def delete(self, slot: int, key: bytes) -> bool: ...
+    def put_meta(self, name: bytes, value: bytes) -> None: ...
+    def delete_meta(self, name: bytes) -> bool: ...

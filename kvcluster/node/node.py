@@ -1,0 +1,317 @@
+"""The node runtime: hosts group replicas on one asyncio loop, persists, sends, applies.
+
+Contract:
+- The only place with tasks and timers. One ticker drives every group's ``tick()``; one
+  driver task turns Readies into work. Everything touching a RawNode or the store runs on
+  the event loop thread, so nothing here needs a lock.
+- One loop turn of the driver handles every group that has a Ready: all their entries and
+  hard states, and every committed entry they apply (with the applied index, in the same
+  transaction), go into ONE LMDB write transaction, synced once (group commit). Only after
+  that commit are the Readies' messages handed to the transport (persist before send), the
+  clients answered, and the RawNodes advanced.
+- Proposals and reads that arrive while the driver is busy accumulate in the RawNodes and
+  leave together in the next Ready: that is the batching.
+- Recovery: at start the store holds every group's log, hard state, membership and applied
+  index; the RawNode resumes from them and re-applies nothing that was applied.
+- Shutdown (``stop``): stop accepting requests, hand leadership away where a caught-up
+  follower exists, answer what is in flight, close the servers, the transport and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+import grpc
+
+from kvcluster.errors import KvClusterError
+from kvcluster.kv.result import KvResult
+from kvcluster.kv.state_machine import KvStateMachine
+from kvcluster.node.config import NodeConfig
+from kvcluster.node.group import GroupReplica, next_conf_state
+from kvcluster.node.http import AdminHttp
+from kvcluster.node.metrics import NodeMetrics
+from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
+from kvcluster.sharding import key_slot
+from kvcluster.storage import NodeStore, WriteBatch, compaction_index
+from kvcluster.transport.grpc_transport import SERVER_OPTIONS as TRANSPORT_SERVER_OPTIONS
+from kvcluster.transport.grpc_transport import GrpcTransport
+from kvcluster.v1 import admin_pb2_grpc, kv_pb2_grpc, raft_pb2_grpc
+
+__all__ = ["Node"]
+
+log = logging.getLogger("kvcluster.node")
+
+# The transport's options (message size, keepalive allowance) plus no port sharing.
+SERVER_OPTIONS = [*TRANSPORT_SERVER_OPTIONS, ("grpc.so_reuseport", 0)]
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.metrics = NodeMetrics()
+        self.sm = KvStateMachine(key_slot)
+        self.groups: dict[int, GroupReplica] = {}
+        self.store: NodeStore | None = None
+        self.transport: GrpcTransport | None = None
+        self._server: grpc.aio.Server | None = None
+        self._http: AdminHttp | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = False
+        self._rng = random.Random()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = NodeStore(cfg.data_dir, map_size=cfg.map_size, sync=cfg.fsync)
+        self.store.check_identity(cfg.cluster_id, cfg.node_id)
+        voters = ConfState(tuple(sorted(cfg.peers)), ())
+        for gid in cfg.groups:
+            if gid not in self.store.groups():
+                self.store.create_group(gid, voters)
+            self._open_group(gid)
+
+        self.transport = GrpcTransport(
+            cfg.node_id,
+            cfg.cluster_id,
+            on_messages=self._on_messages,
+            on_unreachable=self._on_unreachable,
+        )
+        for nid, addr in cfg.peers.items():
+            if nid != cfg.node_id:
+                self.transport.set_peer(nid, addr)
+
+        from kvcluster.node.services import AdminService, ClusterInfoService, KvService
+
+        self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        kv_pb2_grpc.add_KVServicer_to_server(KvService(self), self._server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self._server)
+        admin_pb2_grpc.add_ClusterInfoServicer_to_server(ClusterInfoService(self), self._server)
+        raft_pb2_grpc.add_RaftPeerServicer_to_server(self.transport.servicer(), self._server)
+        if self._server.add_insecure_port(cfg.listen) == 0:
+            raise KvClusterError(f"cannot listen on {cfg.listen}")
+        await self._server.start()
+        await self.transport.start()
+        if cfg.http:
+            self._http = AdminHttp(cfg.http, self.health, self.metrics)
+            await self._http.start()
+        self._accepting = True
+        self._tasks = [
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._driver(), name="driver"),
+        ]
+        self._wake.set()
+
+    def _open_group(self, gid: int) -> None:
+        assert self.store is not None
+        gs = self.store.group(gid)
+        applied = gs.applied_index
+        _, cs = gs.initial_state()
+        config = Config(
+            id=self.cfg.node_id,
+            election_tick=self.cfg.election_ticks,
+            heartbeat_tick=self.cfg.heartbeat_ticks,
+            applied=applied,
+            check_quorum=True,
+            pre_vote=True,
+            max_size_per_msg=1 << 20,
+            max_inflight_msgs=256,
+        )
+        rng = random.Random(self._rng.getrandbits(64))
+        self.groups[gid] = GroupReplica(gid, config, gs, rng, cs)
+
+    async def stop(self) -> None:
+        self._accepting = False
+        await self._hand_off_leadership()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for g in self.groups.values():
+            g.fail_all(KvClusterError("node shutting down"))
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+        if self._http is not None:
+            await self._http.stop()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.store is not None:
+            self.store.close()
+
+    async def _hand_off_leadership(self, timeout: float = 3.0) -> None:
+        """Transfer each group this node leads to its most caught-up voter, and wait a little
+        for the transfers to take (a shutdown must not wait for an election timeout)."""
+        moved = []
+        for g in self.groups.values():
+            if not g.is_leader:
+                continue
+            st = g.raw.status()
+            best = max(
+                (p for p in st.progress if p != self.cfg.node_id and p in g.conf_state.voters),
+                key=lambda p: st.progress[p].match_index,
+                default=None,
+            )
+            if best is not None:
+                g.raw.transfer_leader(best)
+                moved.append(g)
+        if not moved:
+            return
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while any(g.is_leader for g in moved) and time.monotonic() < deadline:
+            await asyncio.sleep(self.cfg.tick_ms / 1000)
+
+    # -- the loop --------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Something happened to a RawNode: let the driver look for Readies."""
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        interval = self.cfg.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            for g in self.groups.values():
+                g.raw.tick()
+            self._wake.set()
+
+    async def _driver(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # Let requests that are already queued on the loop join this turn's Ready.
+            await asyncio.sleep(0)
+            try:
+                self._handle_readies()
+            except Exception:
+                log.exception("driver failed; the node cannot continue safely")
+                raise
+
+    def _handle_readies(self) -> None:
+        store, transport = self.store, self.transport
+        assert store is not None and transport is not None
+        readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
+        if not readies:
+            return
+        results: dict[int, dict[int, KvResult]] = {}
+        t0 = time.perf_counter()
+        batch = WriteBatch()
+        for g, rd in readies:
+            batch.add_ready(g.group_id, rd)
+        with store.write() as txn:
+            txn.persist(batch)
+            for g, rd in readies:
+                if rd.committed_entries:
+                    results[g.group_id] = self._apply(txn, g, rd)
+        self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
+        self.metrics.ready_entries.observe(batch.entry_count())
+
+        for g, rd in readies:
+            for m in rd.messages:
+                transport.send(m.to, g.group_id, m)
+                if m.type == MessageType.SNAP:
+                    g.raw.report_snapshot(m.to, True)
+            self.metrics.raft_messages.inc(len(rd.messages))
+            g.on_ready_done(rd, results.get(g.group_id, {}))
+            g.raw.advance(rd)
+            self._update_gauges(g)
+        self._maybe_compact()
+        if any(g.raw.has_ready() for g in self.groups.values()):
+            self._wake.set()
+
+    def _apply(self, txn: Any, g: GroupReplica, rd: Ready) -> dict[int, KvResult]:
+        view = txn.kv_view(g.group_id)
+        out: dict[int, KvResult] = {}
+        cs = g.conf_state
+        for e in rd.committed_entries:
+            if e.type == EntryType.CONF_CHANGE:
+                cs = next_conf_state(cs, ConfChange.decode(e.data))
+                txn.set_conf_state(g.group_id, e.index, cs)
+            elif e.data:
+                out[e.index] = self.sm.apply(view, e.index, e.data)
+        txn.set_applied(g.group_id, rd.committed_entries[-1].index)
+        self.metrics.applied.labels(group=str(g.group_id)).inc(len(rd.committed_entries))
+        return out
+
+    def _maybe_compact(self) -> None:
+        assert self.store is not None
+        for g in self.groups.values():
+            gs = self.store.group(g.group_id)
+            idx = compaction_index(
+                gs.first_index(), g.applied, self.cfg.snapshot_entries, keep=1000
+            )
+            if idx is None:
+                continue
+            with self.store.write() as txn:
+                txn.create_snapshot(g.group_id, g.applied, g.conf_state)
+                txn.compact(g.group_id, idx)
+            log.info("group %d: snapshot at %d, log compacted to %d", g.group_id, g.applied, idx)
+
+    def _update_gauges(self, g: GroupReplica) -> None:
+        label = str(g.group_id)
+        raft = g.raw.raft
+        self.metrics.commit_index.labels(group=label).set(raft.log.committed)
+        self.metrics.apply_lag.labels(group=label).set(raft.log.committed - g.applied)
+        self.metrics.is_leader.labels(group=label).set(1 if g.is_leader else 0)
+
+    # -- transport callbacks ---------------------------------------------------------------
+    def _on_messages(self, from_node: int, msgs: list[tuple[int, Any]]) -> None:
+        for gid, m in msgs:
+            g = self.groups.get(gid)
+            if g is None:
+                continue
+            try:
+                g.raw.step(m)
+            except KvClusterError as e:
+                log.debug("group %d: dropped message from %d: %s", gid, from_node, e)
+        self._wake.set()
+
+    def _on_unreachable(self, node_id: int) -> None:
+        for g in self.groups.values():
+            g.raw.report_unreachable(node_id)
+        self._wake.set()
+
+    # -- helpers for the services ----------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def address_of(self, node_id: int) -> str:
+        return self.cfg.peers.get(node_id, "")
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def health(self) -> dict[str, Any]:
+        groups = []
+        for g in self.groups.values():
+            raft = g.raw.raft
+            groups.append(
+                {
+                    "group": g.group_id,
+                    "role": raft.role.name,
+                    "leader": raft.leader_id,
+                    "term": raft.term,
+                    "commit_index": raft.log.committed,
+                    "applied_index": g.applied,
+                    "last_index": raft.log.last_index(),
+                    "voters": list(g.conf_state.voters),
+                }
+            )
+        healthy = self._accepting and all(gr["leader"] for gr in groups)
+        return {
+            "node_id": self.cfg.node_id,
+            "cluster_id": self.cfg.cluster_id,
+            "address": self.cfg.address,
+            "healthy": healthy,
+            "groups": groups,
+        }

@@ -1,0 +1,266 @@
+"""The gRPC services of a node: KV (client API), Admin and ClusterInfo.
+
+Contract:
+- The edge: every request is validated here (types, sizes, known op) and a bad one gets
+  INVALID with the reason — it never reaches the log and never hurts the node.
+- Writes are proposed to their group's leader and answered after they are applied; reads
+  are linearizable through ReadIndex unless the request asks for STALE. A request that is
+  still pending at the deadline is answered TIMEOUT: its outcome is unknown.
+- A replica that is not the leader answers NOT_LEADER with the leader's address if known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from kvcluster.errors import InvalidArgument, KvClusterError, NotLeader, ProposalDropped
+from kvcluster.kv.commands import READ_OPS, KvCommand, encode_command, validate_request
+from kvcluster.kv.result import KvResult
+from kvcluster.sharding import GroupInfo, SlotMap
+from kvcluster.storage.errors import StorageFull
+from kvcluster.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+if TYPE_CHECKING:
+    from kvcluster.node.group import GroupReplica
+    from kvcluster.node.node import Node
+
+__all__ = ["AdminService", "ClusterInfoService", "KvService"]
+
+
+def _response(r: KvResult) -> kv_pb2.Response:
+    return kv_pb2.Response(
+        status=int(r.status),  # type: ignore[arg-type]  # kv.result.Status mirrors kv_pb2.Status
+        value=r.value,
+        int_value=r.int_value,
+        error=r.error,
+    )
+
+
+def _error(status: Any, msg: str) -> kv_pb2.Response:
+    return kv_pb2.Response(status=status, error=msg)
+
+
+class KvService(kv_pb2_grpc.KVServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def Execute(self, request: kv_pb2.BatchRequest, context: Any) -> kv_pb2.BatchResponse:
+        return await self._execute(request)
+
+    async def Pipeline(
+        self, request_iterator: AsyncIterator[kv_pb2.BatchRequest], context: Any
+    ) -> AsyncIterator[kv_pb2.BatchResponse]:
+        queue: asyncio.Queue[asyncio.Task[kv_pb2.BatchResponse] | None] = asyncio.Queue()
+
+        async def reader() -> None:
+            async for batch in request_iterator:
+                await queue.put(asyncio.create_task(self._execute(batch)))
+            await queue.put(None)
+
+        feeder = asyncio.create_task(reader())
+        try:
+            while (task := await queue.get()) is not None:
+                yield await task
+        finally:
+            feeder.cancel()
+
+    async def _execute(self, batch: kv_pb2.BatchRequest) -> kv_pb2.BatchResponse:
+        node = self.node
+        t0 = time.perf_counter()
+        n = len(batch.requests)
+        out: list[kv_pb2.Response | None] = [None] * n
+        node.metrics.client_batch.observe(n)
+        if not node.accepting:
+            return kv_pb2.BatchResponse(
+                responses=[_error(kv_pb2.UNAVAILABLE, "node is shutting down")] * n,
+                batch_id=batch.batch_id,
+            )
+        now = node.now_ms()
+        # Issue 3: one shard group serves every slot. Issue 4 routes by slot to its group.
+        g = node.groups[min(node.groups)]
+        writes: list[tuple[int, bytes]] = []
+        reads: list[tuple[int, KvCommand, bool]] = []
+        for i, req in enumerate(batch.requests):
+            try:
+                cmd = KvCommand(
+                    req.op,
+                    bytes(req.key),
+                    bytes(req.value),
+                    bytes(req.expected) if req.has_expected else None,
+                    req.ttl_ms,
+                    req.delta,
+                    req.flags,
+                    req.client_id,
+                    req.seq,
+                    now,
+                )
+                validate_request(cmd)
+            except (InvalidArgument, ValueError) as e:
+                out[i] = _error(kv_pb2.INVALID, str(e))
+                continue
+            if req.op in READ_OPS:
+                reads.append((i, cmd, req.consistency == kv_pb2.STALE))
+            else:
+                writes.append((i, encode_command(cmd)))
+
+        waits: list[asyncio.Future[Any]] = []
+        if writes:
+            waits.append(asyncio.ensure_future(self._writes(g, writes, out)))
+        if reads:
+            waits.append(asyncio.ensure_future(self._reads(g, reads, out)))
+        if waits:
+            node.kick()
+            timeout = node.cfg.request_timeout_ms / 1000
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+            for t in pending:
+                t.cancel()
+        responses = [
+            r if r is not None else _error(kv_pb2.TIMEOUT, "outcome unknown: timed out")
+            for r in out
+        ]
+        node.metrics.rpc_seconds.labels(rpc="execute").observe(time.perf_counter() - t0)
+        return kv_pb2.BatchResponse(responses=responses, batch_id=batch.batch_id)
+
+    def _not_leader(self, g: GroupReplica) -> kv_pb2.Response:
+        leader = g.leader_id
+        return kv_pb2.Response(
+            status=kv_pb2.NOT_LEADER,
+            leader_id=leader,
+            address=self.node.address_of(leader) if leader else "",
+            error="not the leader",
+        )
+
+    async def _writes(
+        self, g: GroupReplica, writes: list[tuple[int, bytes]], out: list[Any]
+    ) -> None:
+        try:
+            futs = g.propose([data for _, data in writes])
+        except NotLeader:
+            for i, _ in writes:
+                out[i] = self._not_leader(g)
+            return
+        except ProposalDropped as e:
+            for i, _ in writes:
+                out[i] = _error(kv_pb2.NOT_LEADER, str(e))
+            return
+        self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
+        try:
+            for (i, _), fut in zip(writes, futs, strict=True):
+                try:
+                    out[i] = _response(await fut)
+                except ProposalDropped:
+                    # Certainly not applied at that index, and it can never be: retry.
+                    out[i] = self._not_leader(g)
+                except StorageFull as e:
+                    out[i] = _error(kv_pb2.UNAVAILABLE, str(e))
+                except KvClusterError as e:
+                    out[i] = _error(kv_pb2.TIMEOUT, f"outcome unknown: {e}")
+        except asyncio.CancelledError:
+            for f in futs:
+                g.forget_write(f)
+            raise
+
+    async def _reads(
+        self, g: GroupReplica, reads: list[tuple[int, KvCommand, bool]], out: list[Any]
+    ) -> None:
+        linear = [(i, c) for i, c, stale in reads if not stale]
+        stale = [(i, c) for i, c, s in reads if s]
+        if stale:
+            self._serve(g, stale, out, "stale")
+        if not linear:
+            return
+        try:
+            index = await g.read_barrier()
+            await g.wait_applied(index)
+        except NotLeader:
+            for i, _ in linear:
+                out[i] = self._not_leader(g)
+            return
+        self._serve(g, linear, out, "linearizable")
+
+    def _serve(
+        self, g: GroupReplica, reads: list[tuple[int, KvCommand]], out: list[Any], level: str
+    ) -> None:
+        store = self.node.store
+        assert store is not None
+        now = self.node.now_ms()
+        with store.read() as txn:
+            view = txn.kv_read_view(g.group_id)
+            for i, cmd in reads:
+                out[i] = _response(self.node.sm.read(view, cmd, now))
+        self.node.metrics.reads.labels(group=str(g.group_id), consistency=level).inc(len(reads))
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def Status(self, request: Any, context: Any) -> admin_pb2.NodeStatus:
+        node = self.node
+        st = admin_pb2.NodeStatus(
+            node_id=node.cfg.node_id, cluster_id=node.cfg.cluster_id, address=node.cfg.address
+        )
+        for nid, addr in node.cfg.peers.items():
+            st.peers[nid] = addr
+        for g in node.groups.values():
+            raft = g.raw.raft
+            gs = st.groups.add(
+                group_id=g.group_id,
+                role=raft.role.name,
+                leader_id=raft.leader_id,
+                term=raft.term,
+                commit_index=raft.log.committed,
+                applied_index=g.applied,
+                last_index=raft.log.last_index(),
+                voters=list(g.conf_state.voters),
+            )
+            if g.is_leader:
+                for pid, pr in raft.tracker.progress.items():
+                    gs.match_index[pid] = pr.match_index
+        return st
+
+    async def TransferLeader(
+        self, request: admin_pb2.TransferLeaderRequest, context: Any
+    ) -> admin_pb2.TransferLeaderResponse:
+        g = self.node.groups.get(request.group_id)
+        if g is None:
+            return admin_pb2.TransferLeaderResponse(error=f"no group {request.group_id} here")
+        if not g.is_leader:
+            return admin_pb2.TransferLeaderResponse(
+                error="this node is not the leader", leader_id=g.leader_id
+            )
+        to = request.to_node
+        if to == 0:
+            progress = g.raw.raft.tracker.progress
+            others = [p for p in g.conf_state.voters if p != self.node.cfg.node_id]
+            if not others:
+                return admin_pb2.TransferLeaderResponse(error="no other voter")
+            to = max(others, key=lambda p: progress[p].match_index)
+        g.raw.transfer_leader(to)
+        self.node.kick()
+        return admin_pb2.TransferLeaderResponse(ok=True, leader_id=to)
+
+
+class ClusterInfoService(admin_pb2_grpc.ClusterInfoServicer):
+    """Issue 3: one group owns every slot; its replicas are all peers, its leader as known."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def ClusterSlots(self, request: Any, context: Any) -> admin_pb2.ClusterSlotsResponse:
+        node = self.node
+        g = node.groups[min(node.groups)]
+        leader = node.address_of(g.leader_id) if g.leader_id else None
+        replicas = tuple(node.address_of(v) for v in g.conf_state.voters)
+        smap = SlotMap(
+            epoch=1,
+            ranges=[(0, 16383, g.group_id)],
+            groups=[GroupInfo(g.group_id, replicas, leader)],
+        )
+        return admin_pb2.ClusterSlotsResponse(
+            slot_map=json.dumps(smap.to_dict()).encode(), epoch=smap.epoch
+        )
