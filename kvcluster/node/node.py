@@ -189,7 +189,7 @@ class Node:
             await self._wake.wait()
             self._wake.clear()
             # Let requests that are already queued on the loop join this turn's Ready.
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.0005)
             try:
                 self._handle_readies()
             except Exception:
@@ -203,19 +203,30 @@ class Node:
         if not readies:
             return
         results: dict[int, dict[int, KvResult]] = {}
-        t0 = time.perf_counter()
-        batch = WriteBatch()
-        for g, rd in readies:
-            batch.add_ready(g.group_id, rd)
-        with store.write() as txn:
-            txn.persist(batch)
-            for g, rd in readies:
-                if rd.committed_entries:
-                    results[g.group_id] = self._apply(txn, g, rd)
-        self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
-        self.metrics.ready_entries.observe(batch.entry_count())
+        writes = [
+            (g, rd)
+            for g, rd in readies
+            if rd.entries or rd.hard_state or rd.snapshot or rd.committed_entries
+        ]
+        if writes:  # a Ready of only messages or read states writes nothing
+            t0 = time.perf_counter()
+            batch = WriteBatch()
+            for g, rd in writes:
+                batch.add_ready(g.group_id, rd)
+            with store.write() as txn:
+                txn.persist(batch)
+                for g, rd in writes:
+                    if rd.committed_entries:
+                        results[g.group_id] = self._apply(txn, g, rd)
+            self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
+            self.metrics.ready_entries.observe(batch.entry_count())
 
         for g, rd in readies:
+            if rd.snapshot is not None:
+                md = rd.snapshot.metadata
+                log.info(
+                    "group %d: installed snapshot at %d (term %d)", g.group_id, md.index, md.term
+                )
             for m in rd.messages:
                 transport.send(m.to, g.group_id, m)
                 if m.type == MessageType.SNAP:
@@ -246,9 +257,9 @@ class Node:
         assert self.store is not None
         for g in self.groups.values():
             gs = self.store.group(g.group_id)
-            idx = compaction_index(
-                gs.first_index(), g.applied, self.cfg.snapshot_entries, keep=1000
-            )
+            # Keep a little applied log so a follower slightly behind needs no snapshot.
+            keep = min(1000, self.cfg.snapshot_entries // 5)
+            idx = compaction_index(gs.first_index(), g.applied, self.cfg.snapshot_entries, keep)
             if idx is None:
                 continue
             with self.store.write() as txn:

@@ -90,6 +90,7 @@ class Raft:
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
         self.pending_reads: list[Message] = []  # reads waiting for the first commit of a term
+        self.bcast_pending = False  # entries or a commit index not yet broadcast (flush_appends)
         self.term = 0
         self.vote = NONE
         self.leader_id = NONE
@@ -443,7 +444,7 @@ class Raft:
                     )
                 self.pending_conf_index = self.log.last_index() + i + 1
         self.append_entries(entries)
-        self.bcast_append()
+        self.bcast_pending = True  # sent once per Ready by flush_appends: one APP per turn
 
     def append_entries(self, entries: list[Entry]) -> None:
         li = self.log.last_index()
@@ -505,8 +506,8 @@ class Raft:
             pr.inflights.free_le(m.index)
 
         if self.maybe_commit():
-            self.bcast_append()
-        elif was_paused:
+            self.bcast_pending = True  # tell followers the new commit index, once per turn
+        elif was_paused and not self.bcast_pending:
             self.maybe_send_append(m.from_)
         while self.maybe_send_append(m.from_, send_if_empty=False):
             pass
@@ -541,6 +542,14 @@ class Raft:
             self._respond_read(from_, m.context, self.log.committed)
             return
         self.read_only.add(m.context, self.log.committed, from_)
+
+    def flush_appends(self) -> None:
+        """Send the entries proposed (and the commit index reached) since the last Ready:
+        proposals of one turn leave as one AppendEntries per follower."""
+        if self.bcast_pending:
+            self.bcast_pending = False
+            if self.role == StateRole.LEADER:
+                self.bcast_append()
 
     def flush_reads(self) -> None:
         """Start one heartbeat round for every read request that arrived since the last."""

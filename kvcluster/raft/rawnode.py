@@ -7,7 +7,8 @@ Contract (after etcd-io/raft rawnode.go):
 - Output: ``ready()`` hands out everything accumulated since the last ``advance`` as one
   ``Ready``; the caller persists, sends, applies (in the order ``Ready`` documents) and then
   calls ``advance(ready)``. No second ``ready()`` before that ``advance``.
-- Read requests that arrive between two ``ready()`` calls share one heartbeat round.
+- Proposals that arrive between two ``ready()`` calls leave as one AppendEntries per
+  follower, and read requests share one heartbeat round: the runtime's batching.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class RawNode:
             or r.msgs
             or r.read_states
             or r.read_only.unstamped
+            or r.bcast_pending
             or log.has_next_committed_ents()
         )
 
@@ -127,6 +129,7 @@ class RawNode:
         if self._in_flight:
             raise AssertionError("ready() called again before advance()")
         r = self.raft
+        r.flush_appends()
         r.flush_reads()
         log = r.log
         rd = Ready(

@@ -1,0 +1,229 @@
+"""``kvctl`` — the operator CLI.
+
+Contract:
+- Finds the cluster with ``--cluster ADDR[,ADDR...]`` or ``KVCTL_CLUSTER``.
+- Human tables by default, ``--json`` for scripts.
+- Exit codes: 0 success; 1 the operation failed (the cluster answered no, or not in time);
+  2 usage error (click); 3 the key was not found (``get``); 4 the cluster is unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import grpc
+
+from kvcluster.errors import KvClusterError, OutcomeUnknown, RetryBudgetExhausted
+
+__all__ = ["main"]
+
+EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 1, 3, 4
+
+
+def _client(ctx: click.Context) -> Any:
+    from kvcluster.client import Client
+
+    cluster = ctx.obj["cluster"]
+    if not cluster:
+        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
+    return Client(cluster, timeout=ctx.obj["timeout"])
+
+
+def _fail(msg: str, code: int = EXIT_FAILED) -> None:
+    click.echo(f"kvctl: {msg}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.option("--cluster", envvar="KVCTL_CLUSTER", default="", help="seed address(es)")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per RPC")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def main(ctx: click.Context, cluster: str, timeout: float, as_json: bool) -> None:
+    """Operate a kvcluster."""
+    ctx.obj = {"cluster": cluster, "timeout": timeout, "json": as_json}
+
+
+@main.command("get")
+@click.argument("key")
+@click.option("--stale", is_flag=True, help="read any replica (may be behind)")
+@click.pass_context
+def get_cmd(ctx: click.Context, key: str, stale: bool) -> None:
+    """Print the value of KEY (exit 3 if absent)."""
+    try:
+        with _client(ctx) as kv:
+            v = kv.get(key, stale=stale)
+    except (RetryBudgetExhausted, OutcomeUnknown) as e:
+        _fail(str(e), EXIT_UNREACHABLE)
+    except KvClusterError as e:
+        _fail(str(e))
+    if v is None:
+        if ctx.obj["json"]:
+            click.echo(json.dumps({"key": key, "value": None}))
+        sys.exit(EXIT_NOT_FOUND)
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"key": key, "value": v.decode(errors="replace")}))
+    else:
+        click.echo(v.decode(errors="replace"))
+
+
+@main.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--px", type=int, default=None, help="expire after this many ms")
+@click.option("--nx", is_flag=True, help="only if absent")
+@click.option("--xx", is_flag=True, help="only if present")
+@click.pass_context
+def set_cmd(ctx: click.Context, key: str, value: str, px: int | None, nx: bool, xx: bool) -> None:
+    """Set KEY to VALUE."""
+    try:
+        with _client(ctx) as kv:
+            ok = kv.set(key, value, px=px, nx=nx, xx=xx)
+    except (RetryBudgetExhausted, OutcomeUnknown) as e:
+        _fail(str(e), EXIT_UNREACHABLE)
+    except KvClusterError as e:
+        _fail(str(e))
+    click.echo(json.dumps({"ok": ok}) if ctx.obj["json"] else ("OK" if ok else "(not set)"))
+    if not ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command("del")
+@click.argument("keys", nargs=-1, required=True)
+@click.pass_context
+def del_cmd(ctx: click.Context, keys: tuple[str, ...]) -> None:
+    """Delete KEYS; print how many existed."""
+    try:
+        with _client(ctx) as kv:
+            n = kv.delete(*keys)
+    except KvClusterError as e:
+        _fail(str(e))
+    click.echo(json.dumps({"deleted": n}) if ctx.obj["json"] else str(n))
+
+
+def _node_status(addr: str, timeout: float) -> Any:
+    from kvcluster.v1 import admin_pb2, admin_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        try:
+            return admin_pb2_grpc.AdminStub(ch).Status(
+                admin_pb2.NodeStatusRequest(), timeout=timeout
+            )
+        except grpc.RpcError:
+            return None
+
+
+@main.command("status")
+@click.pass_context
+def status_cmd(ctx: click.Context) -> None:
+    """One table: every node, the groups it hosts, their role, leader, term and indexes."""
+    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    if not seeds:
+        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
+    first = next((s for s in (_node_status(a, ctx.obj["timeout"]) for a in seeds) if s), None)
+    if first is None:
+        _fail("no node answered", EXIT_UNREACHABLE)
+    addrs = dict(first.peers) or {first.node_id: first.address}
+    rows = []
+    for nid in sorted(addrs):
+        st = _node_status(addrs[nid], ctx.obj["timeout"])
+        if st is None:
+            rows.append({"node": nid, "address": addrs[nid], "up": False})
+            continue
+        for g in st.groups:
+            lag = max(g.match_index.values(), default=0) - min(g.match_index.values(), default=0)
+            rows.append(
+                {
+                    "node": nid,
+                    "address": addrs[nid],
+                    "up": True,
+                    "group": g.group_id,
+                    "role": g.role,
+                    "leader": g.leader_id,
+                    "term": g.term,
+                    "commit": g.commit_index,
+                    "applied": g.applied_index,
+                    "replication_lag": lag if g.role == "LEADER" else None,
+                }
+            )
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"nodes": rows}))
+        return
+    cols = ["node", "address", "group", "role", "leader", "term", "commit", "applied"]
+    click.echo("  ".join(f"{c:<10}" if c != "address" else f"{c:<22}" for c in cols))
+    for r in rows:
+        if not r["up"]:
+            click.echo(f"{r['node']:<10}  {r['address']:<22}  DOWN")
+            continue
+        click.echo("  ".join(f"{r[c]!s:<22}" if c == "address" else f"{r[c]!s:<10}" for c in cols))
+    if any(not r["up"] for r in rows):
+        sys.exit(EXIT_FAILED)
+
+
+@main.command("transfer-leader")
+@click.option("--group", type=int, default=1, show_default=True)
+@click.option("--to", "to_node", type=int, default=0, help="node id (0: most caught up)")
+@click.pass_context
+def transfer_leader_cmd(ctx: click.Context, group: int, to_node: int) -> None:
+    """Ask GROUP's leader to hand leadership to another voter."""
+    from kvcluster.v1 import admin_pb2, admin_pb2_grpc
+
+    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    for addr in seeds:
+        st = _node_status(addr, ctx.obj["timeout"])
+        if st is None:
+            continue
+        leader = next((g.leader_id for g in st.groups if g.group_id == group), 0)
+        target = st.peers.get(leader) if leader else None
+        if not target:
+            continue
+        with grpc.insecure_channel(target) as ch:
+            r = admin_pb2_grpc.AdminStub(ch).TransferLeader(
+                admin_pb2.TransferLeaderRequest(group_id=group, to_node=to_node),
+                timeout=ctx.obj["timeout"],
+            )
+        if r.ok:
+            click.echo(f"transferring group {group} leadership to node {r.leader_id}")
+            return
+        _fail(r.error)
+    _fail("no node knew the leader", EXIT_UNREACHABLE)
+
+
+@main.command("bench")
+@click.option("--workload", type=click.Choice(["write", "read"]), default="write")
+@click.option("--concurrency", "-c", type=int, default=16, show_default=True)
+@click.option("--seconds", type=float, default=10.0, show_default=True)
+@click.option("--warmup", type=float, default=1.0, show_default=True)
+@click.option("--stale", is_flag=True, help="stale reads instead of linearizable")
+@click.option("--nodes", type=int, default=3, show_default=True)
+@click.option("--no-fsync", is_flag=True, help="own cluster without fsync (unsafe)")
+@click.pass_context
+def bench_cmd(ctx: click.Context, **opts: Any) -> None:
+    """Closed-loop benchmark; JSON on the last line. Starts its own cluster unless --cluster."""
+    from kvcluster.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        workload=opts["workload"],
+        concurrency=opts["concurrency"],
+        seconds=opts["seconds"],
+        warmup=opts["warmup"],
+        stale=opts["stale"],
+        cluster=ctx.obj["cluster"] or None,
+        nodes=opts["nodes"],
+        fsync=not opts["no_fsync"],
+    )
+    result = run_bench(cfg)
+    if not ctx.obj["json"]:
+        click.echo(
+            f"{result['workload']} C={result['concurrency']}: {result['ops_s']:,.0f} ops/s "
+            f"p50 {result['p50_ms']} ms p99 {result['p99_ms']} ms errors {result['errors']}",
+            err=True,
+        )
+    click.echo(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
