@@ -8,6 +8,20 @@
 - ``values``: the stored form of a value (bytes + absolute expiry); ``sessions``: the clock
   and the session table in meta records; ``result``: ``Status`` and ``KvResult``.
 
+Choices a user of the cluster sees (details in each module's docstring):
+
+- Limits: key <= 500 bytes (LMDB's 511-byte key limit minus the storage prefix), value and
+  CAS ``expected`` <= 1 MiB, ttl_ms <= 100 years; checked at the edge by
+  ``validate_request`` (InvalidArgument).
+- Time: the state machine's clock is the largest ``now_ms`` the leaders stamped on applied
+  entries; expiry is decided by it alone, identically on every replica.
+- Sessions: exactly-once writes per (client_id, seq); only the last answer per client is
+  kept, so one write in flight per client_id. Sessions expire after 1 hour idle and at
+  most 10,000 are kept per group (least recently active evicted); a retry after either is
+  applied again.
+- CAS (compare-and-set on the whole value; ``expected`` None = "absent") is an extension
+  Redis lacks.
+
 Nothing here does I/O, reads a clock, or uses the module-level ``random``;
 ``tests/kv/test_purity.py`` enforces it.
 """
@@ -41,8 +55,8 @@ from kvcluster.kv.state_machine import (
     SESSION_TTL_MS,
     KvStateMachine,
 )
-from kvcluster.kv.values import CorruptValue, decode_value, encode_value, is_expired
-from kvcluster.kv.view import KvReadView, KvView
+from kvcluster.kv.values import decode_value, encode_value, is_expired
+from kvcluster.kv.view import CorruptKvState, KvReadView, KvView
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -56,7 +70,7 @@ __all__ = [
     "SESSION_TTL_MS",
     "WRITE_OPS",
     "Command",
-    "CorruptValue",
+    "CorruptKvState",
     "ExpireSweep",
     "KvCommand",
     "KvReadView",

@@ -32,9 +32,9 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from kvcluster.kv._msgpack import pack, unpack
+from kvcluster.kv._msgpack import UnpackError, pack, unpack
 from kvcluster.kv.result import KvResult, Status
-from kvcluster.kv.view import KvReadView, KvView
+from kvcluster.kv.view import CorruptKvState, KvReadView, KvView
 
 __all__ = [
     "LRU_PREFIX",
@@ -83,7 +83,10 @@ class KvState:
         raw = view.get_meta(STATE_NAME)
         if raw is None:
             return cls(0, 0, 0, 0, 0)
-        clock, count, head, tail, oldest = _STATE.unpack(raw)
+        try:
+            clock, count, head, tail, oldest = _STATE.unpack(raw)
+        except struct.error:
+            raise CorruptKvState(f"bad kv/state record: {raw!r:.80}") from None
         return cls(clock, count, head, tail, oldest)
 
     def store(self, view: KvView) -> None:
@@ -96,11 +99,7 @@ class KvState:
 
 def read_clock(view: KvReadView) -> int:
     """The state machine's clock: the largest ``now_ms`` applied so far (0 before any)."""
-    raw = view.get_meta(STATE_NAME)
-    if raw is None:
-        return 0
-    clock: int = _STATE.unpack_from(raw)[0]
-    return clock
+    return KvState.load(view).clock
 
 
 # -- records --------------------------------------------------------------------------------
@@ -116,14 +115,17 @@ def _get_link(view: KvReadView, client_id: int) -> Link | None:
     raw = view.get_meta(_lru_name(client_id))
     if raw is None:
         return None
-    link: Link = _LINK.unpack(raw)
+    try:
+        link: Link = _LINK.unpack(raw)
+    except struct.error:
+        raise CorruptKvState(f"bad kv/lru record for client {client_id}: {raw!r:.80}") from None
     return link
 
 
 def _must_link(view: KvReadView, client_id: int) -> Link:
     link = _get_link(view, client_id)
     if link is None:
-        raise AssertionError(f"session table corrupt: no kv/lru record for client {client_id}")
+        raise CorruptKvState(f"session table corrupt: no kv/lru record for client {client_id}")
     return link
 
 
@@ -132,8 +134,11 @@ def _put_link(view: KvView, client_id: int, prev: int, nxt: int, active: int, se
 
 
 def _decode_result(raw: bytes) -> KvResult:
-    status, value, int_value, error = unpack(raw)
-    return KvResult(Status(status), value, int_value, error)
+    try:
+        status, value, int_value, error = unpack(raw)
+        return KvResult(Status(status), value, int_value, error)
+    except UnpackError as e:
+        raise CorruptKvState(f"session table corrupt: bad kv/session record ({e})") from None
 
 
 # -- the activity list ----------------------------------------------------------------------
@@ -198,7 +203,7 @@ def last_result(view: KvReadView, client_id: int) -> KvResult:
     """The answer remembered for the session's last ``seq``."""
     raw = view.get_meta(_session_name(client_id))
     if raw is None:
-        raise AssertionError(f"session table corrupt: no kv/session record for {client_id}")
+        raise CorruptKvState(f"session table corrupt: no kv/session record for {client_id}")
     return _decode_result(raw)
 
 

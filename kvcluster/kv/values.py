@@ -20,10 +20,9 @@ from __future__ import annotations
 import re
 import struct
 
-from kvcluster.errors import KvClusterError
+from kvcluster.kv.view import CorruptKvState
 
 __all__ = [
-    "CorruptValue",
     "decode_value",
     "encode_value",
     "expire_at_of",
@@ -41,10 +40,6 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
-class CorruptValue(KvClusterError):
-    """A stored value that is not in the stored form (storage corruption or a foreign key)."""
-
-
 def encode_value(value: bytes, expire_at: int) -> bytes:
     """The stored form of ``value`` expiring at ``expire_at`` (0: never)."""
     if expire_at:
@@ -59,7 +54,7 @@ def decode_value(raw: bytes) -> tuple[bytes, int]:
     if len(raw) >= _HEAD.size and raw[0] == _EXPIRING:
         expire_at: int = _HEAD.unpack_from(raw)[1]
         return raw[_HEAD.size :], expire_at
-    raise CorruptValue(f"stored value has an unknown form: {raw[:16]!r}")
+    raise CorruptKvState(f"stored value has an unknown form: {raw[:16]!r}")
 
 
 def expire_at_of(raw: bytes) -> int:
@@ -69,7 +64,7 @@ def expire_at_of(raw: bytes) -> int:
     if len(raw) >= _HEAD.size and raw[0] == _EXPIRING:
         expire_at: int = _HEAD.unpack_from(raw)[1]
         return expire_at
-    raise CorruptValue(f"stored value has an unknown form: {raw[:16]!r}")
+    raise CorruptKvState(f"stored value has an unknown form: {raw[:16]!r}")
 
 
 def is_expired(raw: bytes, now_ms: int) -> bool:

@@ -12,13 +12,21 @@ Contract:
 - The applied index is not the state machine's business: the storage records it in the
   same transaction in which the entry is applied.
 - Keys the state machine passes are at most ``commands.MAX_KEY_BYTES`` long.
+- A record that is not in the form the state machine writes raises ``CorruptKvState``
+  (storage corruption or a foreign writer); the caller aborts the transaction.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["KvReadView", "KvView"]
+from kvcluster.errors import KvClusterError
+
+__all__ = ["CorruptKvState", "KvReadView", "KvView"]
+
+
+class CorruptKvState(KvClusterError):
+    """A stored value or meta record is not in the form the kv state machine writes."""
 
 
 class KvReadView(Protocol):

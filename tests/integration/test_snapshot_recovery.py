@@ -38,7 +38,7 @@ def test_far_behind_follower_catches_up_by_snapshot_and_cluster_restarts(
 
     c.wait_until("the leader to compact its log", compacted)
     c.start_node(behind)
-    keys = sorted(data) + [b"key:0"]
+    keys = [*sorted(data), b"key:0"]
     expected = [data.get(k) for k in keys]
     c.wait_until(
         f"node {behind} to catch up",

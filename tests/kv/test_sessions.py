@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kvcluster.kv import (
+    CorruptKvState,
     KvCommand,
     KvResult,
     KvStateMachine,
@@ -219,3 +220,27 @@ def test_sessions_survive_a_restart_and_a_snapshot() -> None:
 def test_settings_must_be_positive(settings: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         KvStateMachine(lambda k: 0, **settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        (b"kv/state", b"short"),
+        (b"kv/lru/\x00\x00\x00\x00\x00\x00\x00\x01", b"short"),
+        (b"kv/session/\x00\x00\x00\x00\x00\x00\x00\x01", b"\xc1"),
+        (b"kv/session/\x00\x00\x00\x00\x00\x00\x00\x01", b"\x94\x63\xc4\x00\x00\xa0"),  # status 99
+    ],
+)
+def test_a_corrupt_meta_record_raises_a_typed_error(name: bytes, raw: bytes) -> None:
+    r = Replica()
+    r.incr(client=1, seq=1)
+    r.view.meta[name] = raw
+    with pytest.raises(CorruptKvState):
+        r.sm.apply(r.view, 99, encode_command(KvCommand(Op.INCRBY, b"n", client_id=1, seq=1)))
+
+
+def test_a_corrupt_value_raises_a_typed_error() -> None:
+    r = Replica()
+    r.view.put(0, b"n", b"\x07junk")
+    with pytest.raises(CorruptKvState):
+        r.sm.read(r.view, KvCommand(Op.GET, b"n"), 0)
