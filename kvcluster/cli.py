@@ -29,7 +29,18 @@ def _client(ctx: click.Context) -> Any:
     cluster = ctx.obj["cluster"]
     if not cluster:
         raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
-    return Client(cluster, timeout=ctx.obj["timeout"])
+    return Client(cluster, timeout=ctx.obj["timeout"], address_map=ctx.obj["address_map"])
+
+
+def parse_address_map(value: str) -> dict[str, str]:
+    """``node1:7000=localhost:7001,...`` -> {"node1:7000": "localhost:7001", ...}."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        src, sep, dst = part.partition("=")
+        if not sep or not src or not dst:
+            raise click.BadParameter(f"expected ADVERTISED=DIALED, got {part!r}")
+        out[src] = dst
+    return out
 
 
 def _fail(msg: str, code: int = EXIT_FAILED) -> None:
@@ -41,10 +52,21 @@ def _fail(msg: str, code: int = EXIT_FAILED) -> None:
 @click.option("--cluster", envvar="KVCTL_CLUSTER", default="", help="seed address(es)")
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per RPC")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option(
+    "--address-map",
+    envvar="KVCTL_ADDRESS_MAP",
+    default="",
+    help="ADVERTISED=DIALED,... for nodes behind NAT (e.g. docker compose)",
+)
 @click.pass_context
-def main(ctx: click.Context, cluster: str, timeout: float, as_json: bool) -> None:
+def main(ctx: click.Context, cluster: str, timeout: float, as_json: bool, address_map: str) -> None:
     """Operate a kvcluster."""
-    ctx.obj = {"cluster": cluster, "timeout": timeout, "json": as_json}
+    ctx.obj = {
+        "cluster": cluster,
+        "timeout": timeout,
+        "json": as_json,
+        "address_map": parse_address_map(address_map),
+    }
 
 
 @main.command("get")
@@ -104,10 +126,10 @@ def del_cmd(ctx: click.Context, keys: tuple[str, ...]) -> None:
     click.echo(json.dumps({"deleted": n}) if ctx.obj["json"] else str(n))
 
 
-def _node_status(addr: str, timeout: float) -> Any:
+def _node_status(addr: str, timeout: float, dial: dict[str, str] | None = None) -> Any:
     from kvcluster.v1 import admin_pb2, admin_pb2_grpc
 
-    with grpc.insecure_channel(addr) as ch:
+    with grpc.insecure_channel((dial or {}).get(addr, addr)) as ch:
         try:
             return admin_pb2_grpc.AdminStub(ch).Status(
                 admin_pb2.NodeStatusRequest(), timeout=timeout
@@ -123,13 +145,14 @@ def status_cmd(ctx: click.Context) -> None:
     seeds = [s for s in ctx.obj["cluster"].split(",") if s]
     if not seeds:
         raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
-    first = next((s for s in (_node_status(a, ctx.obj["timeout"]) for a in seeds) if s), None)
+    dial = ctx.obj["address_map"]
+    first = next((s for s in (_node_status(a, ctx.obj["timeout"], dial) for a in seeds) if s), None)
     if first is None:
         _fail("no node answered", EXIT_UNREACHABLE)
     addrs = dict(first.peers) or {first.node_id: first.address}
     rows = []
     for nid in sorted(addrs):
-        st = _node_status(addrs[nid], ctx.obj["timeout"])
+        st = _node_status(addrs[nid], ctx.obj["timeout"], dial)
         if st is None:
             rows.append({"node": nid, "address": addrs[nid], "up": False})
             continue
@@ -172,15 +195,16 @@ def transfer_leader_cmd(ctx: click.Context, group: int, to_node: int) -> None:
     from kvcluster.v1 import admin_pb2, admin_pb2_grpc
 
     seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    dial = ctx.obj["address_map"]
     for addr in seeds:
-        st = _node_status(addr, ctx.obj["timeout"])
+        st = _node_status(addr, ctx.obj["timeout"], dial)
         if st is None:
             continue
         leader = next((g.leader_id for g in st.groups if g.group_id == group), 0)
         target = st.peers.get(leader) if leader else None
         if not target:
             continue
-        with grpc.insecure_channel(target) as ch:
+        with grpc.insecure_channel(dial.get(target, target)) as ch:
             r = admin_pb2_grpc.AdminStub(ch).TransferLeader(
                 admin_pb2.TransferLeaderRequest(group_id=group, to_node=to_node),
                 timeout=ctx.obj["timeout"],

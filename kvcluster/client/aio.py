@@ -8,7 +8,7 @@ sessions and pure retry decisions; only the short send/wait loop is written agai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -32,8 +32,13 @@ class AsyncClient(Commands):
         budget: RetryBudget | None = None,
         backoff_tick: float = 0.01,
         stale: bool = False,
+        address_map: Mapping[str, str] | None = None,
     ) -> None:
+        """``address_map`` translates the addresses nodes advertise (in redirects and the
+        slot map) into ones this client can dial, e.g. a container's name to a published
+        host port — Redis Cluster's NAT problem, solved on the client side."""
         self._cache = RouteCache(parse_seeds(seeds))
+        self._dial = dict(address_map or {})
         self._timeout = timeout
         self._budget = budget or RetryBudget()
         self._tick = backoff_tick
@@ -65,7 +70,7 @@ class AsyncClient(Commands):
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
-            ch = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
+            ch = grpc.aio.insecure_channel(self._dial.get(addr, addr), options=CHANNEL_OPTIONS)
             self._channels[addr] = ch
             self._stubs[addr] = kv_pb2_grpc.KVStub(ch)
         return ch
