@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import grpc
@@ -43,7 +43,7 @@ def parse_address_map(value: str) -> dict[str, str]:
     return out
 
 
-def _fail(msg: str, code: int = EXIT_FAILED) -> None:
+def _fail(msg: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"kvctl: {msg}", err=True)
     sys.exit(code)
 
@@ -225,7 +225,7 @@ def transfer_leader_cmd(ctx: click.Context, group: int, to_node: int) -> None:
 @click.option("--nodes", type=int, default=3, show_default=True)
 @click.option("--no-fsync", is_flag=True, help="own cluster without fsync (unsafe)")
 @click.pass_context
-def bench_cmd(ctx: click.Context, **opts: Any) -> None:
+def bench_cmd(ctx: click.Context, /, **opts: Any) -> None:
     """Closed-loop benchmark; JSON on the last line. Starts its own cluster unless --cluster."""
     from kvcluster.bench import BenchConfig, run_bench
 
