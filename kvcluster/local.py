@@ -228,11 +228,23 @@ class LocalCluster:
                 yield i, n.log_path.read_text(errors="replace")
 
 
+def _demo_traffic(seeds: str) -> None:
+    from kvcluster.client import Client
+
+    with Client(seeds) as kv:
+        for k in range(5):
+            kv.set(f"demo:{k}", f"value-{k}")
+        print("  mget demo:0..4 ->", kv.mget([f"demo:{k}" for k in range(5)]))
+        print("  incr demo:counter ->", kv.incr("demo:counter"))
+        print("  cas demo:0 value-0 -> changed:", kv.cas("demo:0", "value-0", "changed"))
+        print("  get demo:0 ->", kv.get("demo:0"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="run a local kvcluster on loopback")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="data directory (default: temp)")
-    ap.add_argument("--demo", action="store_true", help="write and read a few keys, then stop")
+    ap.add_argument("--no-wait", action="store_true", help="stop after the demo traffic")
     args = ap.parse_args()
     cluster = LocalCluster(args.nodes, args.dir, keep_data=args.dir is not None)
     try:
@@ -242,17 +254,14 @@ def main() -> int:
         for i, n in cluster.nodes.items():
             print(f"  node {i}: grpc {n.address}  http://{n.http}/health  pid {n.pid}")
         seeds = ",".join(cluster.addresses)
-        if args.demo:
-            from kvcluster.client import Client
-
-            with Client(seeds) as kv:
-                for k in range(5):
-                    kv.set(f"demo:{k}", f"value-{k}")
-                print("  demo:", kv.mget([f"demo:{k}" for k in range(5)]))
-                print("  incr counter ->", kv.incr("demo:counter"), kv.incr("demo:counter"))
+        print("demo traffic:")
+        _demo_traffic(seeds)
+        if args.no_wait:
             return 0
+        print("connect:")
+        print(f"  .venv/bin/kvctl --cluster {seeds} status")
         print(
-            f'connect: python -c "from kvcluster import Client; '
+            f'  .venv/bin/python -c "from kvcluster import Client; '
             f"c = Client('{seeds}'); c.set('k', 'v'); print(c.get('k'))\""
         )
         print("Ctrl-C stops the cluster.")

@@ -13,11 +13,14 @@ kv_install() {  # kv_install EXTRA
   local sum
   sum="$(cat "$ROOT/pyproject.toml" "$ROOT/jepsen-lite/pyproject.toml" 2>/dev/null | sha1sum | cut -c1-40)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    if [ -f "$ROOT/jepsen-lite/pyproject.toml" ]; then
-      "$VENV/bin/python" -m pip install -q -e "$ROOT[$extra]" -e "$ROOT/jepsen-lite"
-    else
-      "$VENV/bin/python" -m pip install -q -e "$ROOT[$extra]"
+    echo "installing kvcluster[$extra] into $VENV (log: $VENV/pip.log)" >&2
+    local targets=(-e "$ROOT[$extra]")
+    [ -f "$ROOT/jepsen-lite/pyproject.toml" ] && targets+=(-e "$ROOT/jepsen-lite")
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+           "$VENV/bin/python" -m pip install -q "${targets[@]}"; } >"$VENV/pip.log" 2>&1; then
+      cat "$VENV/pip.log" >&2
+      echo "pip install failed" >&2
+      exit 1
     fi
     echo "$sum" > "$stamp"
   fi

@@ -1,0 +1,135 @@
+"""The client API against a real 3-node cluster: redis-style results, errors at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kvcluster import AsyncClient, Client
+from kvcluster.errors import InvalidArgument, WrongType
+from kvcluster.local import LocalCluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(3, tmp_path_factory.mktemp("api"), tick_ms=20)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def kv(cluster: LocalCluster) -> Iterator[Client]:
+    with Client(",".join(cluster.addresses)) as client:
+        yield client
+
+
+def test_readme_example(kv: Client) -> None:
+    assert kv.set("user:1", "alice", ex=60) is True
+    assert kv.get("user:1") == b"alice"
+    assert kv.incr("visits") == 1
+    assert kv.cas("user:1", "alice", "bob") is True
+    assert kv.mget(["user:1", "visits"]) == [b"bob", b"1"]
+    with kv.pipeline() as p:
+        p.set("a", 1).set("b", 2).get("a")
+        assert p.execute() == [True, True, b"1"]
+
+
+def test_redis_semantics(kv: Client) -> None:
+    assert kv.get("absent") is None
+    assert kv.set("k", "v", nx=True) is True
+    assert kv.set("k", "w", nx=True) is False
+    assert kv.set("nope", "w", xx=True) is False
+    assert kv.exists("k", "nope") == 1
+    assert kv.ttl("k") == -1
+    assert kv.expire("k", 100) is True
+    assert 0 < kv.ttl("k") <= 100
+    assert kv.persist("k") is True
+    assert kv.ttl("k") == -1
+    assert kv.ttl("nope") == -2
+    assert kv.delete("k", "nope") == 1
+    assert kv.incrby("n", 5) == 5
+    assert kv.decr("n", 2) == 3
+    assert kv.cas("c", None, "first") is True  # None: expect absent
+    assert kv.cas("c", None, "again") is False
+    assert kv.cas("c", "wrong", "x") is False
+    assert kv.get("c") == b"first"
+    assert kv.mset({"m1": "1", "m2": "2"}) is True
+    assert kv.mget(["m1", "m2", "m3"]) == [b"1", b"2", None]
+    assert kv.get("m1", stale=True) in (b"1", None)  # a stale read may be behind
+
+
+def test_bad_input_gets_clear_errors_and_nothing_changes(kv: Client, cluster: LocalCluster) -> None:
+    kv.set("text", "hello")
+    with pytest.raises(WrongType):
+        kv.incr("text")
+    assert kv.get("text") == b"hello"
+    with pytest.raises(InvalidArgument, match="key"):
+        kv.set("k" * 600, "v")
+    with pytest.raises(InvalidArgument, match="value"):
+        kv.set("big", b"x" * (1024 * 1024 + 1))
+    with pytest.raises(InvalidArgument):
+        kv.set("k", object())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        kv.set("k", "v", nx=True, xx=True)
+    with pytest.raises(InvalidArgument):
+        kv.expire("k", -1)
+    # The cluster is still healthy and serving.
+    assert kv.set("after", "ok") is True
+    assert cluster.leader() is not None
+
+
+def test_pipeline_can_collect_errors(kv: Client) -> None:
+    kv.set("t", "text")
+    p = kv.pipeline()
+    p.set("p1", "x").incr("t").get("p1")
+    out = p.execute(raise_on_error=False)
+    assert out[0] is True and isinstance(out[1], WrongType) and out[2] == b"x"
+
+
+def test_async_client(cluster: LocalCluster) -> None:
+    async def main() -> list[Any]:
+        async with AsyncClient(",".join(cluster.addresses)) as akv:
+            await akv.set("async", "yes")
+            results = await asyncio.gather(*(akv.incr("acount") for _ in range(20)))
+            p = akv.pipeline()
+            p.get("async").get("acount")
+            return [sorted(results), await p.execute()]
+
+    incrs, piped = asyncio.run(main())
+    assert incrs == list(range(1, 21))
+    assert piped == [b"yes", b"20"]
+
+
+def test_unknown_command_and_garbage_at_the_grpc_edge(cluster: LocalCluster) -> None:
+    import grpc
+
+    from kvcluster.v1 import kv_pb2, kv_pb2_grpc
+
+    leader = cluster.wait_for_leader()
+    with grpc.insecure_channel(cluster.nodes[leader].address) as ch:
+        stub = kv_pb2_grpc.KVStub(ch)
+        resp = stub.Execute(
+            kv_pb2.BatchRequest(
+                requests=[
+                    kv_pb2.Request(op=99, key=b"k"),  # type: ignore[arg-type]
+                    kv_pb2.Request(op=kv_pb2.OP_UNSPECIFIED, key=b"k"),
+                    kv_pb2.Request(op=kv_pb2.SET, key=b"ok", value=b"1"),
+                ]
+            ),
+            timeout=10,
+        )
+        statuses = [r.status for r in resp.responses]
+        assert statuses[:2] == [kv_pb2.INVALID, kv_pb2.INVALID]
+        assert "op" in resp.responses[0].error
+        assert statuses[2] == kv_pb2.OK  # the good request in the same batch still ran
+        # Bytes that are not a protobuf message at all: a clean gRPC error, node stays up.
+        raw = ch.unary_unary("/kvcluster.v1.KV/Execute")
+        with pytest.raises(grpc.RpcError):
+            raw(b"\xff\xff\xff\xff garbage", timeout=10)
+    assert cluster.leader() is not None
