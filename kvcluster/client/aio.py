@@ -46,6 +46,8 @@ class AsyncClient(Commands):
         self._sessions = SessionPool()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
+        self._batches: dict[str, _Batch] = {}
+        self._inflight: set[asyncio.Future[Any]] = set()
         self._refreshed = False
 
     async def close(self) -> None:
@@ -78,12 +80,38 @@ class AsyncClient(Commands):
     async def _send(
         self, addr: str, reqs: list[kv_pb2.Request]
     ) -> list[kv_pb2.Response] | Unreachable:
+        """Send ``reqs`` to ``addr``. Requests sent to one address during one event loop turn
+        — by any number of tasks — are coalesced into one Execute RPC (auto-batching), so
+        C concurrent callers cost one round trip per turn, not C."""
+        batch = self._batches.get(addr)
+        if batch is None:
+            batch = self._batches[addr] = _Batch()
+            asyncio.get_running_loop().call_soon(self._flush, addr)
+        start = len(batch.requests)
+        batch.requests.extend(reqs)
+        out = await asyncio.shield(batch.done)
+        if isinstance(out, Unreachable):
+            return out
+        return out[start : start + len(reqs)]
+
+    def _flush(self, addr: str) -> None:
+        batch = self._batches.pop(addr)
+        task = asyncio.ensure_future(self._rpc(addr, batch.requests))
+        task.add_done_callback(lambda t: batch.done.set_result(t.result()))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _rpc(
+        self, addr: str, reqs: list[kv_pb2.Request]
+    ) -> list[kv_pb2.Response] | Unreachable:
         self._channel(addr)
         try:
             resp = await self._stubs[addr].Execute(
                 kv_pb2.BatchRequest(requests=reqs), timeout=self._timeout
             )
         except grpc.RpcError:
+            return Unreachable(addr, maybe_sent=True)
+        except asyncio.CancelledError:
             return Unreachable(addr, maybe_sent=True)
         if len(resp.responses) != len(reqs):
             return Unreachable(addr, maybe_sent=True)
@@ -170,6 +198,18 @@ class AsyncClient(Commands):
                 await asyncio.sleep(action.backoff_ticks * self._tick)
             cmd.request.asking = action.asking
             target, avoid = action.target, action.avoid
+
+
+class _Batch:
+    """Requests bound for one address in this loop turn, and the future of their RPC."""
+
+    __slots__ = ("done", "requests")
+
+    def __init__(self) -> None:
+        self.requests: list[kv_pb2.Request] = []
+        self.done: asyncio.Future[list[kv_pb2.Response] | Unreachable] = (
+            asyncio.get_running_loop().create_future()
+        )
 
 
 class AsyncPipeline(Commands):
