@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -64,6 +65,8 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self._rng = random.Random()
+        # One thread does every write transaction (LMDB allows one writer at a time).
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-io")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,6 +145,7 @@ class Node:
             await self._http.stop()
         if self.transport is not None:
             await self.transport.stop()
+        self._io.shutdown(wait=True)  # a write in progress finishes before the store closes
         if self.store is not None:
             self.store.close()
 
@@ -185,41 +189,35 @@ class Node:
             self._wake.set()
 
     async def _driver(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             # Let requests that are already queued on the loop join this turn's Ready.
-            await asyncio.sleep(0.0005)
+            await asyncio.sleep(0)
             try:
-                self._handle_readies()
+                await self._handle_readies(loop)
             except Exception:
                 log.exception("driver failed; the node cannot continue safely")
                 raise
 
-    def _handle_readies(self) -> None:
-        store, transport = self.store, self.transport
-        assert store is not None and transport is not None
+    async def _handle_readies(self, loop: asyncio.AbstractEventLoop) -> None:
+        transport = self.transport
+        assert transport is not None
         readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
         if not readies:
             return
-        results: dict[int, dict[int, KvResult]] = {}
         writes = [
             (g, rd)
             for g, rd in readies
             if rd.entries or rd.hard_state or rd.snapshot or rd.committed_entries
         ]
+        results: dict[int, dict[int, KvResult]] = {}
         if writes:  # a Ready of only messages or read states writes nothing
-            t0 = time.perf_counter()
-            batch = WriteBatch()
-            for g, rd in writes:
-                batch.add_ready(g.group_id, rd)
-            with store.write() as txn:
-                txn.persist(batch)
-                for g, rd in writes:
-                    if rd.committed_entries:
-                        results[g.group_id] = self._apply(txn, g, rd)
-            self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
-            self.metrics.ready_entries.observe(batch.entry_count())
+            # The write and its fsync run on the I/O thread while this loop keeps taking
+            # requests and messages; they join the next Ready (the RawNodes accept steps
+            # between ready() and advance()).
+            results = await loop.run_in_executor(self._io, self._write, writes)
 
         for g, rd in readies:
             if rd.snapshot is not None:
@@ -238,6 +236,25 @@ class Node:
         self._maybe_compact()
         if any(g.raw.has_ready() for g in self.groups.values()):
             self._wake.set()
+
+    def _write(self, writes: list[tuple[GroupReplica, Ready]]) -> dict[int, dict[int, KvResult]]:
+        """On the I/O thread: persist every Ready and apply its committed entries in one
+        transaction, synced once. Touches only the store and the (pure) state machine."""
+        store = self.store
+        assert store is not None
+        t0 = time.perf_counter()
+        results: dict[int, dict[int, KvResult]] = {}
+        batch = WriteBatch()
+        for g, rd in writes:
+            batch.add_ready(g.group_id, rd)
+        with store.write() as txn:
+            txn.persist(batch)
+            for g, rd in writes:
+                if rd.committed_entries:
+                    results[g.group_id] = self._apply(txn, g, rd)
+        self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
+        self.metrics.ready_entries.observe(batch.entry_count())
+        return results
 
     def _apply(self, txn: Any, g: GroupReplica, rd: Ready) -> dict[int, KvResult]:
         view = txn.kv_view(g.group_id)
