@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,9 +24,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -76,6 +80,8 @@ class LocalCluster:
         tick_ms: int = 50,
         extra_args: tuple[str, ...] = (),
         keep_data: bool = False,
+        groups: int = 3,
+        replicas: int = 3,
     ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="kvcluster-"))
@@ -91,7 +97,13 @@ class LocalCluster:
                 d / "data",
                 d / "node.log",
             )
-        self._args = [f"--tick-ms={tick_ms}", *extra_args]
+        self.groups = groups
+        self._args = [
+            f"--tick-ms={tick_ms}",
+            f"--bootstrap-groups={groups}",
+            f"--bootstrap-replicas={min(replicas, nodes)}",
+            *extra_args,
+        ]
         if not fsync:
             self._args.append("--no-fsync")
 
@@ -130,7 +142,7 @@ class LocalCluster:
     def start(self, timeout: float = 60.0) -> None:
         for i in self.nodes:
             self.start_node(i)
-        self.wait_for_leader(timeout=timeout)
+        self.wait_healthy(timeout=timeout)
 
     def kill_node(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         n = self.nodes[node_id]
@@ -222,6 +234,32 @@ class LocalCluster:
         assert leader is not None
         return leader
 
+    def health(self, node_id: int) -> dict[str, Any] | None:
+        n = self.nodes[node_id]
+        if not n.alive():
+            return None
+        try:
+            with urllib.request.urlopen(f"http://{n.http}/health", timeout=2) as r:
+                body: dict[str, Any] = json.loads(r.read())
+                return body
+        except urllib.error.HTTPError as e:  # 503: up, but not every group has a leader
+            body = json.loads(e.read())
+            return body
+        except (OSError, ValueError):
+            return None
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until every live node is healthy: the layout exists and each group it hosts
+        has a leader."""
+
+        def healthy() -> bool:
+            live = [i for i, n in self.nodes.items() if n.alive()]
+            return bool(live) and all(
+                (h := self.health(i)) is not None and h.get("healthy") for i in live
+            )
+
+        self.wait_until("every node to be healthy", healthy, timeout)
+
     def logs(self) -> Iterator[tuple[int, str]]:
         for i, n in self.nodes.items():
             with contextlib.suppress(OSError):
@@ -243,14 +281,14 @@ def _demo_traffic(seeds: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description="run a local kvcluster on loopback")
     ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--groups", type=int, default=3, help="shard groups")
     ap.add_argument("--dir", type=Path, default=None, help="data directory (default: temp)")
     ap.add_argument("--no-wait", action="store_true", help="stop after the demo traffic")
     args = ap.parse_args()
-    cluster = LocalCluster(args.nodes, args.dir, keep_data=args.dir is not None)
+    cluster = LocalCluster(args.nodes, args.dir, keep_data=args.dir is not None, groups=args.groups)
     try:
         cluster.start()
-        leader = cluster.wait_for_leader()
-        print(f"kvcluster: {args.nodes} nodes up; leader of group 1 is node {leader}")
+        print(f"kvcluster: {args.nodes} nodes up, {cluster.groups} shard groups + the meta group")
         for i, n in cluster.nodes.items():
             print(f"  node {i}: grpc {n.address}  http://{n.http}/health  pid {n.pid}")
         seeds = ",".join(cluster.addresses)

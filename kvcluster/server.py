@@ -56,6 +56,13 @@ def _load_file(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--map-size-mb", type=int, default=1024, help="LMDB map size.")
 @click.option("--no-fsync", is_flag=True, help="Unsafe: skip fsync (benchmarks only).")
 @click.option("--snapshot-entries", type=int, default=10_000)
+@click.option(
+    "--bootstrap-groups",
+    type=int,
+    default=0,
+    help="create the layout on first start: this many shard groups (0: kvctl cluster create)",
+)
+@click.option("--bootstrap-replicas", type=int, default=3, help="replicas per shard group")
 @click.option("--log-level", default="INFO")
 def main(**opts: Any) -> None:
     """Run one kvcluster node."""
@@ -78,6 +85,8 @@ def main(**opts: Any) -> None:
             map_size=opts["map_size_mb"] << 20,
             fsync=not opts["no_fsync"],
             snapshot_entries=opts["snapshot_entries"],
+            bootstrap_groups=opts["bootstrap_groups"],
+            bootstrap_replicas=opts["bootstrap_replicas"],
         )
     except KvClusterError as e:
         click.echo(f"kvcluster-server: bad configuration: {e}", err=True)

@@ -5,13 +5,16 @@ Contract:
   ``InvalidArgument`` naming the setting, before anything starts or touches the disk.
 - Sources, later ones winning: an optional TOML file, ``KV_*`` environment variables, flags
   (wired in ``kvcluster/server.py`` with click).
+- ``peers`` are the voters of the meta group (every node listed at start); the shard groups
+  and their replicas come from the meta group's layout, created once by
+  ``kvctl cluster create`` or by ``bootstrap_groups``.
 - Timing is in ticks of ``tick_ms``: election timeout is randomized in
   [election_ticks, 2 * election_ticks) ticks, heartbeats every ``heartbeat_ticks``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kvcluster.errors import InvalidArgument
@@ -45,7 +48,7 @@ class NodeConfig:
     node_id: int
     data_dir: Path
     listen: str  # gRPC: client, peer and admin services
-    peers: dict[int, str]  # every voter of the initial group, this node included
+    peers: dict[int, str]  # every node of the cluster (the meta group's voters), this one too
     cluster_id: str = "kvcluster"
     advertise: str = ""  # what other nodes and clients dial ("" = listen)
     http: str = ""  # /health and /metrics ("" = disabled)
@@ -56,7 +59,10 @@ class NodeConfig:
     fsync: bool = True
     snapshot_entries: int = 10_000  # compact a group's log beyond this many applied entries
     request_timeout_ms: int = 5_000
-    groups: tuple[int, ...] = field(default=(1,))
+    # Create the layout on first start (what ``kvctl cluster create`` does): G shard groups
+    # of R replicas. 0 = wait for ``kvctl cluster create``.
+    bootstrap_groups: int = 0
+    bootstrap_replicas: int = 3
 
     def __post_init__(self) -> None:
         if self.node_id < 1:
@@ -76,6 +82,11 @@ class NodeConfig:
             raise InvalidArgument("map_size must be at least 1 MiB")
         if self.snapshot_entries < 10:
             raise InvalidArgument("snapshot_entries must be at least 10")
+        if self.bootstrap_groups < 0 or not 1 <= self.bootstrap_replicas <= len(self.peers):
+            raise InvalidArgument(
+                "bootstrap_groups must be >= 0 and bootstrap_replicas between 1 and the "
+                f"number of peers ({len(self.peers)})"
+            )
 
     @property
     def address(self) -> str:

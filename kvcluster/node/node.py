@@ -32,6 +32,14 @@ import grpc
 from kvcluster.errors import KvClusterError
 from kvcluster.kv.result import KvResult
 from kvcluster.kv.state_machine import KvStateMachine
+from kvcluster.meta import (
+    META_GROUP,
+    Bootstrap,
+    MetaResult,
+    MetaState,
+    MetaStateMachine,
+    plan_bootstrap,
+)
 from kvcluster.node.config import NodeConfig
 from kvcluster.node.group import GroupReplica, next_conf_state
 from kvcluster.node.http import AdminHttp
@@ -56,6 +64,10 @@ class Node:
         self.cfg = cfg
         self.metrics = NodeMetrics()
         self.sm = KvStateMachine(key_slot)
+        self.meta_sm = MetaStateMachine()
+        self.meta = MetaState()
+        self._slot_map = self.meta.slot_map()
+        self._bootstrap_pending: asyncio.Future[Any] | None = None
         self.groups: dict[int, GroupReplica] = {}
         self.store: NodeStore | None = None
         self.transport: GrpcTransport | None = None
@@ -74,11 +86,11 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = NodeStore(cfg.data_dir, map_size=cfg.map_size, sync=cfg.fsync)
         self.store.check_identity(cfg.cluster_id, cfg.node_id)
-        voters = ConfState(tuple(sorted(cfg.peers)), ())
-        for gid in cfg.groups:
-            if gid not in self.store.groups():
-                self.store.create_group(gid, voters)
-            self._open_group(gid)
+        # The meta group: every node of the cluster is a voter.
+        if META_GROUP not in self.store.groups():
+            self.store.create_group(META_GROUP, ConfState(tuple(sorted(cfg.peers)), ()))
+        self._open_group(META_GROUP)
+        self._load_meta()
 
         self.transport = GrpcTransport(
             cfg.node_id,
@@ -90,12 +102,18 @@ class Node:
             if nid != cfg.node_id:
                 self.transport.set_peer(nid, addr)
 
-        from kvcluster.node.services import AdminService, ClusterInfoService, KvService
+        from kvcluster.node.services import (
+            AdminService,
+            ClusterAdminService,
+            ClusterInfoService,
+            KvService,
+        )
 
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         kv_pb2_grpc.add_KVServicer_to_server(KvService(self), self._server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self._server)
         admin_pb2_grpc.add_ClusterInfoServicer_to_server(ClusterInfoService(self), self._server)
+        admin_pb2_grpc.add_ClusterAdminServicer_to_server(ClusterAdminService(self), self._server)
         raft_pb2_grpc.add_RaftPeerServicer_to_server(self.transport.servicer(), self._server)
         if self._server.add_insecure_port(cfg.listen) == 0:
             raise KvClusterError(f"cannot listen on {cfg.listen}")
@@ -110,6 +128,80 @@ class Node:
             asyncio.create_task(self._driver(), name="driver"),
         ]
         self._wake.set()
+
+    # -- the layout (meta group) ---------------------------------------------------------
+    def _load_meta(self) -> None:
+        """Adopt the layout the meta group has applied here: open this node's shard groups.
+        Runs between driver turns (no write transaction is open)."""
+        store = self.store
+        assert store is not None
+        with store.read() as txn:
+            state = self.meta_sm.load(txn.kv_read_view(META_GROUP))
+        if state.epoch == self.meta.epoch:
+            return
+        if state.bootstrapped and state.cluster_id != self.cfg.cluster_id:
+            raise KvClusterError(
+                f"meta layout is for cluster {state.cluster_id!r}, this node is in "
+                f"{self.cfg.cluster_id!r}"
+            )
+        self.meta = state
+        self._slot_map = state.slot_map()
+        for gid in state.groups_of(self.cfg.node_id):
+            if gid in self.groups:
+                continue
+            if gid not in store.groups():
+                store.create_group(gid, ConfState(state.groups[gid], ()))
+            self._open_group(gid)
+            log.info("group %d: replica opened (voters %s)", gid, list(state.groups[gid]))
+        self._wake.set()
+
+    def _maybe_bootstrap(self) -> None:
+        """With ``bootstrap_groups``, the meta leader proposes the first layout once."""
+        g = self.groups[META_GROUP]
+        if self.cfg.bootstrap_groups <= 0 or self.meta.bootstrapped or not g.is_leader:
+            return
+        if self._bootstrap_pending is not None and not self._bootstrap_pending.done():
+            return
+        plan = plan_bootstrap(
+            self.cfg.cluster_id,
+            dict(self.cfg.peers),
+            self.cfg.bootstrap_groups,
+            self.cfg.bootstrap_replicas,
+        )
+        try:
+            (self._bootstrap_pending,) = g.propose([Bootstrap(plan).encode()])
+        except KvClusterError:
+            return
+        self._bootstrap_pending.add_done_callback(lambda f: f.exception())
+        self._wake.set()
+
+    async def create_cluster(self, groups: int, replicas: int) -> MetaResult:
+        """Propose the layout (kvctl cluster create). Raises NotLeader off the meta leader."""
+        plan = plan_bootstrap(self.cfg.cluster_id, dict(self.cfg.peers), groups, replicas)
+        (fut,) = self.groups[META_GROUP].propose([Bootstrap(plan).encode()])
+        self._wake.set()
+        result = await asyncio.wait_for(fut, self.cfg.request_timeout_ms / 1000)
+        assert isinstance(result, MetaResult)
+        return result
+
+    def owner_of(self, slot: int) -> int | None:
+        return self._slot_map.owner(slot) if self.meta.bootstrapped else None
+
+    def moved(self, slot: int, owner: int) -> Any:
+        """MOVED for a slot whose group this node does not host: the address of a replica
+        of the owner (its leader when this node knows it; else the client follows a
+        NOT_LEADER redirect from there)."""
+        from kvcluster.v1 import kv_pb2
+
+        replicas = self.meta.groups.get(owner, ())
+        addr = self.cfg.peers.get(replicas[0], "") if replicas else ""
+        return kv_pb2.Response(
+            status=kv_pb2.MOVED, slot=slot, address=addr, epoch=self.meta.epoch, error="moved"
+        )
+
+    def leader_hints(self) -> dict[int, int]:
+        """Group id -> leader node id, for the groups this node hosts and knows a leader of."""
+        return {gid: g.leader_id for gid, g in self.groups.items() if g.leader_id}
 
     def _open_group(self, gid: int) -> None:
         assert self.store is not None
@@ -184,8 +276,9 @@ class Node:
         while True:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            for g in self.groups.values():
+            for g in list(self.groups.values()):
                 g.raw.tick()
+            self._maybe_bootstrap()
             self._wake.set()
 
     async def _driver(self) -> None:
@@ -233,6 +326,9 @@ class Node:
             g.on_ready_done(rd, results.get(g.group_id, {}))
             g.raw.advance(rd)
             self._update_gauges(g)
+        meta_rd = next((rd for g, rd in readies if g.group_id == META_GROUP), None)
+        if meta_rd is not None and (meta_rd.committed_entries or meta_rd.snapshot):
+            self._load_meta()
         self._maybe_compact()
         if any(g.raw.has_ready() for g in self.groups.values()):
             self._wake.set()
@@ -258,14 +354,15 @@ class Node:
 
     def _apply(self, txn: Any, g: GroupReplica, rd: Ready) -> dict[int, KvResult]:
         view = txn.kv_view(g.group_id)
-        out: dict[int, KvResult] = {}
+        sm: Any = self.meta_sm if g.group_id == META_GROUP else self.sm
+        out: dict[int, Any] = {}
         cs = g.conf_state
         for e in rd.committed_entries:
             if e.type == EntryType.CONF_CHANGE:
                 cs = next_conf_state(cs, ConfChange.decode(e.data))
                 txn.set_conf_state(g.group_id, e.index, cs)
             elif e.data:
-                out[e.index] = self.sm.apply(view, e.index, e.data)
+                out[e.index] = sm.apply(view, e.index, e.data)
         txn.set_applied(g.group_id, rd.committed_entries[-1].index)
         self.metrics.applied.labels(group=str(g.group_id)).inc(len(rd.committed_entries))
         return out
@@ -335,11 +432,12 @@ class Node:
                     "voters": list(g.conf_state.voters),
                 }
             )
-        healthy = self._accepting and all(gr["leader"] for gr in groups)
+        healthy = self._accepting and self.meta.bootstrapped and all(gr["leader"] for gr in groups)
         return {
             "node_id": self.cfg.node_id,
             "cluster_id": self.cfg.cluster_id,
             "address": self.cfg.address,
             "healthy": healthy,
+            "epoch": self.meta.epoch,
             "groups": groups,
         }

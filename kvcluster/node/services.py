@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from kvcluster.errors import InvalidArgument, KvClusterError, NotLeader, ProposalDropped
 from kvcluster.kv.commands import READ_OPS, KvCommand, encode_command, validate_request
 from kvcluster.kv.result import KvResult
-from kvcluster.sharding import GroupInfo, SlotMap
+from kvcluster.meta import META_GROUP
+from kvcluster.sharding import key_slot
 from kvcluster.storage.errors import StorageFull
 from kvcluster.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 
@@ -80,10 +81,9 @@ class KvService(kv_pb2_grpc.KVServicer):
                 batch_id=batch.batch_id,
             )
         now = node.now_ms()
-        # Issue 3: one shard group serves every slot. Issue 4 routes by slot to its group.
-        g = node.groups[min(node.groups)]
-        writes: list[tuple[int, bytes]] = []
-        reads: list[tuple[int, KvCommand, bool]] = []
+        # Route each request by its key's slot: serve it here if this node hosts the owning
+        # group's leader; otherwise answer MOVED / NOT_LEADER / CLUSTERDOWN.
+        per_group: dict[int, tuple[list[tuple[int, bytes]], list[tuple[int, KvCommand, bool]]]] = {}
         for i, req in enumerate(batch.requests):
             try:
                 cmd = KvCommand(
@@ -102,16 +102,28 @@ class KvService(kv_pb2_grpc.KVServicer):
             except (InvalidArgument, ValueError) as e:
                 out[i] = _error(kv_pb2.INVALID, str(e))
                 continue
+            slot = key_slot(cmd.key)
+            owner = node.owner_of(slot)
+            if owner is None:
+                out[i] = _error(kv_pb2.CLUSTERDOWN, f"slot {slot} has no owner")
+                continue
+            g = node.groups.get(owner)
+            if g is None:
+                out[i] = node.moved(slot, owner)
+                continue
+            writes, reads = per_group.setdefault(owner, ([], []))
             if req.op in READ_OPS:
                 reads.append((i, cmd, req.consistency == kv_pb2.STALE))
             else:
                 writes.append((i, encode_command(cmd)))
 
         waits: list[asyncio.Future[Any]] = []
-        if writes:
-            waits.append(asyncio.ensure_future(self._writes(g, writes, out)))
-        if reads:
-            waits.append(asyncio.ensure_future(self._reads(g, reads, out)))
+        for gid, (writes, reads) in per_group.items():
+            g = node.groups[gid]
+            if writes:
+                waits.append(asyncio.ensure_future(self._writes(g, writes, out)))
+            if reads:
+                waits.append(asyncio.ensure_future(self._reads(g, reads, out)))
         if waits:
             node.kick()
             timeout = node.cfg.request_timeout_ms / 1000
@@ -246,21 +258,44 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
 
 class ClusterInfoService(admin_pb2_grpc.ClusterInfoServicer):
-    """Issue 3: one group owns every slot; its replicas are all peers, its leader as known."""
+    """The slot map as this node knows it, with the leaders of the groups it hosts."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
 
     async def ClusterSlots(self, request: Any, context: Any) -> admin_pb2.ClusterSlotsResponse:
-        node = self.node
-        g = node.groups[min(node.groups)]
-        leader = node.address_of(g.leader_id) if g.leader_id else None
-        replicas = tuple(node.address_of(v) for v in g.conf_state.voters)
-        smap = SlotMap(
-            epoch=1,
-            ranges=[(0, 16383, g.group_id)],
-            groups=[GroupInfo(g.group_id, replicas, leader)],
-        )
+        smap = self.node.meta.slot_map(self.node.leader_hints())
         return admin_pb2.ClusterSlotsResponse(
             slot_map=json.dumps(smap.to_dict()).encode(), epoch=smap.epoch
+        )
+
+
+class ClusterAdminService(admin_pb2_grpc.ClusterAdminServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def CreateCluster(
+        self, request: admin_pb2.CreateClusterRequest, context: Any
+    ) -> admin_pb2.CreateClusterResponse:
+        node = self.node
+        meta = node.groups[META_GROUP]
+        try:
+            result = await node.create_cluster(request.groups, request.replicas)
+        except NotLeader:
+            leader = meta.leader_id
+            return admin_pb2.CreateClusterResponse(
+                error="not the meta leader",
+                leader_id=leader,
+                leader_address=node.address_of(leader) if leader else "",
+            )
+        except InvalidArgument as e:
+            return admin_pb2.CreateClusterResponse(error=str(e))
+        except (KvClusterError, TimeoutError) as e:
+            return admin_pb2.CreateClusterResponse(error=f"outcome unknown: {e!r}")
+        smap = node.meta.slot_map(node.leader_hints())
+        return admin_pb2.CreateClusterResponse(
+            ok=result.ok,
+            error=result.error,
+            epoch=result.epoch,
+            slot_map=json.dumps(smap.to_dict()).encode(),
         )

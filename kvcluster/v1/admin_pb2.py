@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvcluster/v1/admin.proto\x12\x0ckvcluster.v1\"\x92\x02\n\x0bGroupStatus\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12\x12\n\nlast_index\x18\x07 \x01(\x04\x12\x0e\n\x06voters\x18\x08 \x03(\x04\x12>\n\x0bmatch_index\x18\t \x03(\x0b\x32).kvcluster.v1.GroupStatus.MatchIndexEntry\x1a\x31\n\x0fMatchIndexEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x13\n\x11NodeStatusRequest\"\xcf\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12)\n\x06groups\x18\x04 \x03(\x0b\x32\x19.kvcluster.v1.GroupStatus\x12\x32\n\x05peers\x18\x05 \x03(\x0b\x32#.kvcluster.v1.NodeStatus.PeersEntry\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x15TransferLeaderRequest\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0f\n\x07to_node\x18\x02 \x01(\x04\"F\n\x16TransferLeaderResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\"\x15\n\x13\x43lusterSlotsRequest\"7\n\x14\x43lusterSlotsResponse\x12\x10\n\x08slot_map\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x32\xa9\x01\n\x05\x41\x64min\x12\x43\n\x06Status\x12\x1f.kvcluster.v1.NodeStatusRequest\x1a\x18.kvcluster.v1.NodeStatus\x12[\n\x0eTransferLeader\x12#.kvcluster.v1.TransferLeaderRequest\x1a$.kvcluster.v1.TransferLeaderResponse2d\n\x0b\x43lusterInfo\x12U\n\x0c\x43lusterSlots\x12!.kvcluster.v1.ClusterSlotsRequest\x1a\".kvcluster.v1.ClusterSlotsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvcluster/v1/admin.proto\x12\x0ckvcluster.v1\"\x92\x02\n\x0bGroupStatus\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12\x12\n\nlast_index\x18\x07 \x01(\x04\x12\x0e\n\x06voters\x18\x08 \x03(\x04\x12>\n\x0bmatch_index\x18\t \x03(\x0b\x32).kvcluster.v1.GroupStatus.MatchIndexEntry\x1a\x31\n\x0fMatchIndexEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x13\n\x11NodeStatusRequest\"\xcf\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12)\n\x06groups\x18\x04 \x03(\x0b\x32\x19.kvcluster.v1.GroupStatus\x12\x32\n\x05peers\x18\x05 \x03(\x0b\x32#.kvcluster.v1.NodeStatus.PeersEntry\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x15TransferLeaderRequest\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0f\n\x07to_node\x18\x02 \x01(\x04\"F\n\x16TransferLeaderResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\"\x15\n\x13\x43lusterSlotsRequest\"7\n\x14\x43lusterSlotsResponse\x12\x10\n\x08slot_map\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"8\n\x14\x43reateClusterRequest\x12\x0e\n\x06groups\x18\x01 \x01(\r\x12\x10\n\x08replicas\x18\x02 \x01(\r\"~\n\x15\x43reateClusterResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\x10\n\x08slot_map\x18\x06 \x01(\x0c\x32\xa9\x01\n\x05\x41\x64min\x12\x43\n\x06Status\x12\x1f.kvcluster.v1.NodeStatusRequest\x1a\x18.kvcluster.v1.NodeStatus\x12[\n\x0eTransferLeader\x12#.kvcluster.v1.TransferLeaderRequest\x1a$.kvcluster.v1.TransferLeaderResponse2d\n\x0b\x43lusterInfo\x12U\n\x0c\x43lusterSlots\x12!.kvcluster.v1.ClusterSlotsRequest\x1a\".kvcluster.v1.ClusterSlotsResponse2h\n\x0c\x43lusterAdmin\x12X\n\rCreateCluster\x12\".kvcluster.v1.CreateClusterRequest\x1a#.kvcluster.v1.CreateClusterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,8 +53,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSLOTSREQUEST']._serialized_end=703
   _globals['_CLUSTERSLOTSRESPONSE']._serialized_start=705
   _globals['_CLUSTERSLOTSRESPONSE']._serialized_end=760
-  _globals['_ADMIN']._serialized_start=763
-  _globals['_ADMIN']._serialized_end=932
-  _globals['_CLUSTERINFO']._serialized_start=934
-  _globals['_CLUSTERINFO']._serialized_end=1034
+  _globals['_CREATECLUSTERREQUEST']._serialized_start=762
+  _globals['_CREATECLUSTERREQUEST']._serialized_end=818
+  _globals['_CREATECLUSTERRESPONSE']._serialized_start=820
+  _globals['_CREATECLUSTERRESPONSE']._serialized_end=946
+  _globals['_ADMIN']._serialized_start=949
+  _globals['_ADMIN']._serialized_end=1118
+  _globals['_CLUSTERINFO']._serialized_start=1120
+  _globals['_CLUSTERINFO']._serialized_end=1220
+  _globals['_CLUSTERADMIN']._serialized_start=1222
+  _globals['_CLUSTERADMIN']._serialized_end=1326
 # @@protoc_insertion_point(module_scope)

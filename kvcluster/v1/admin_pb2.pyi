@@ -89,3 +89,27 @@ class ClusterSlotsResponse(_message.Message):
     slot_map: bytes
     epoch: int
     def __init__(self, slot_map: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class CreateClusterRequest(_message.Message):
+    __slots__ = ("groups", "replicas")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    groups: int
+    replicas: int
+    def __init__(self, groups: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class CreateClusterResponse(_message.Message):
+    __slots__ = ("ok", "error", "epoch", "leader_id", "leader_address", "slot_map")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_MAP_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    error: str
+    epoch: int
+    leader_id: int
+    leader_address: str
+    slot_map: bytes
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., epoch: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., slot_map: _Optional[bytes] = ...) -> None: ...

@@ -211,3 +211,76 @@ class ClusterInfo:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ClusterAdminStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateCluster = channel.unary_unary(
+                '/kvcluster.v1.ClusterAdmin/CreateCluster',
+                request_serializer=kvcluster_dot_v1_dot_admin__pb2.CreateClusterRequest.SerializeToString,
+                response_deserializer=kvcluster_dot_v1_dot_admin__pb2.CreateClusterResponse.FromString,
+                _registered_method=True)
+
+
+class ClusterAdminServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def CreateCluster(self, request, context):
+        """Create the layout through the meta group (idempotent: the same layout again is OK).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ClusterAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCluster,
+                    request_deserializer=kvcluster_dot_v1_dot_admin__pb2.CreateClusterRequest.FromString,
+                    response_serializer=kvcluster_dot_v1_dot_admin__pb2.CreateClusterResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kvcluster.v1.ClusterAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kvcluster.v1.ClusterAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ClusterAdmin:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def CreateCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvcluster.v1.ClusterAdmin/CreateCluster',
+            kvcluster_dot_v1_dot_admin__pb2.CreateClusterRequest.SerializeToString,
+            kvcluster_dot_v1_dot_admin__pb2.CreateClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -14,5 +14,5 @@ def test_local_cluster_demo_runs_and_stops_cleanly() -> None:
         timeout=180,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "3 nodes up" in r.stdout
+    assert "3 nodes up, 3 shard groups" in r.stdout
     assert "get demo:0 -> b'changed'" in r.stdout
