@@ -216,6 +216,141 @@ def transfer_leader_cmd(ctx: click.Context, group: int, to_node: int) -> None:
     _fail("no node knew the leader", EXIT_UNREACHABLE)
 
 
+@main.group("cluster")
+def cluster_group() -> None:
+    """Create and inspect the cluster layout."""
+
+
+@cluster_group.command("create")
+@click.option("--groups", type=int, default=3, show_default=True, help="shard groups")
+@click.option("--replicas", type=int, default=3, show_default=True, help="replicas per group")
+@click.argument("addrs", nargs=-1)
+@click.pass_context
+def cluster_create_cmd(
+    ctx: click.Context, groups: int, replicas: int, addrs: tuple[str, ...]
+) -> None:
+    """Create the layout: GROUPS shard groups of REPLICAS replicas over the nodes, slots
+    spread evenly, never two replicas of a group on one node. Idempotent: running it again
+    with the same layout succeeds and changes nothing. ADDRS (or --cluster) are the nodes."""
+    from kvcluster.v1 import admin_pb2, admin_pb2_grpc
+
+    seeds = list(addrs) or [s for s in ctx.obj["cluster"].split(",") if s]
+    if not seeds:
+        raise click.UsageError("give node addresses or --cluster")
+    dial = ctx.obj["address_map"]
+    tried: set[str] = set()
+    queue = list(seeds)
+    while queue:
+        addr = queue.pop(0)
+        if addr in tried:
+            continue
+        tried.add(addr)
+        with grpc.insecure_channel(dial.get(addr, addr)) as ch:
+            try:
+                r = admin_pb2_grpc.ClusterAdminStub(ch).CreateCluster(
+                    admin_pb2.CreateClusterRequest(groups=groups, replicas=replicas),
+                    timeout=max(ctx.obj["timeout"], 10.0),
+                )
+            except grpc.RpcError:
+                continue
+        if r.ok:
+            smap = json.loads(r.slot_map)
+            if ctx.obj["json"]:
+                click.echo(json.dumps({"ok": True, "epoch": r.epoch, "slot_map": smap}))
+            else:
+                click.echo(f"cluster layout at epoch {r.epoch}:")
+                _print_slot_map(smap)
+            return
+        if r.leader_address:
+            queue.insert(0, r.leader_address)
+            continue
+        if r.error == "not the meta leader":
+            continue  # no leader known yet there; try the next node
+        _fail(r.error)
+    _fail("no node accepted the layout (is the meta group up?)", EXIT_UNREACHABLE)
+
+
+def _fetch_slot_map(ctx: click.Context) -> dict[str, Any]:
+    from kvcluster.v1 import admin_pb2, admin_pb2_grpc
+
+    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    if not seeds:
+        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
+    dial = ctx.obj["address_map"]
+    best: dict[str, Any] | None = None
+    for addr in seeds:
+        with grpc.insecure_channel(dial.get(addr, addr)) as ch:
+            try:
+                r = admin_pb2_grpc.ClusterInfoStub(ch).ClusterSlots(
+                    admin_pb2.ClusterSlotsRequest(), timeout=ctx.obj["timeout"]
+                )
+            except grpc.RpcError:
+                continue
+        smap = json.loads(r.slot_map)
+        if best is None or smap["epoch"] > best["epoch"]:
+            best = smap
+    if best is None:
+        _fail("no node answered", EXIT_UNREACHABLE)
+    return best
+
+
+def _print_slot_map(smap: dict[str, Any]) -> None:
+    groups = {g["id"]: g for g in smap["groups"]}
+    click.echo(f"{'slots':<14}{'group':<7}{'leader':<22}replicas")
+    for start, end, gid in smap["slots"]:
+        g = groups.get(gid, {})
+        click.echo(
+            f"{f'{start}-{end}':<14}{gid:<7}{g.get('leader') or '?':<22}"
+            f"{','.join(g.get('replicas', []))}"
+        )
+
+
+@main.command("slots")
+@click.pass_context
+def slots_cmd(ctx: click.Context) -> None:
+    """The slot map (like CLUSTER SLOTS): slot ranges, owning group, leader, replicas."""
+    smap = _fetch_slot_map(ctx)
+    if ctx.obj["json"]:
+        click.echo(json.dumps(smap))
+        return
+    click.echo(f"epoch {smap['epoch']}")
+    _print_slot_map(smap)
+
+
+@main.command("nodes")
+@click.pass_context
+def nodes_cmd(ctx: click.Context) -> None:
+    """Every node: id, address, reachable, and the groups it hosts and leads."""
+    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    if not seeds:
+        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
+    dial = ctx.obj["address_map"]
+    first = next((s for s in (_node_status(a, ctx.obj["timeout"], dial) for a in seeds) if s), None)
+    if first is None:
+        _fail("no node answered", EXIT_UNREACHABLE)
+    rows = []
+    for nid, addr in sorted(dict(first.peers).items()):
+        st = _node_status(addr, ctx.obj["timeout"], dial)
+        rows.append(
+            {
+                "node": nid,
+                "address": addr,
+                "up": st is not None,
+                "groups": sorted(g.group_id for g in st.groups) if st else [],
+                "leads": sorted(g.group_id for g in st.groups if g.role == "LEADER") if st else [],
+            }
+        )
+    if ctx.obj["json"]:
+        click.echo(json.dumps({"nodes": rows}))
+        return
+    click.echo(f"{'node':<6}{'address':<24}{'up':<5}{'groups':<16}leads")
+    for r in rows:
+        click.echo(
+            f"{r['node']:<6}{r['address']:<24}{'yes' if r['up'] else 'NO':<5}"
+            f"{','.join(map(str, r['groups'])):<16}{','.join(map(str, r['leads']))}"
+        )
+
+
 @main.command("bench")
 @click.option("--workload", type=click.Choice(["write", "read"]), default="write")
 @click.option("--concurrency", "-c", type=int, default=16, show_default=True)
