@@ -37,6 +37,7 @@ class BenchConfig:
     cluster: str | None = None
     stale: bool = False
     nodes: int = 3
+    groups: int = 3
     fsync: bool = True
 
 
@@ -108,7 +109,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         return asyncio.run(_load(cfg, cfg.cluster))
     from kvcluster.local import LocalCluster
 
-    with LocalCluster(cfg.nodes, fsync=cfg.fsync) as cluster:
+    with LocalCluster(cfg.nodes, fsync=cfg.fsync, groups=cfg.groups) as cluster:
         cluster.start()
         pids = [n.pid for n in cluster.nodes.values() if n.pid]
         before = _proc_cpu(pids)
@@ -118,6 +119,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         result["cluster_cpu_pct_sum"] = round(100 * (after - before) / wall, 1)
         result["fsync"] = cfg.fsync
         result["nodes"] = cfg.nodes
+        result["groups"] = cfg.groups
         return result
 
 

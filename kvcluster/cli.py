@@ -358,6 +358,7 @@ def nodes_cmd(ctx: click.Context) -> None:
 @click.option("--warmup", type=float, default=1.0, show_default=True)
 @click.option("--stale", is_flag=True, help="stale reads instead of linearizable")
 @click.option("--nodes", type=int, default=3, show_default=True)
+@click.option("--groups", type=int, default=3, show_default=True, help="shard groups")
 @click.option("--no-fsync", is_flag=True, help="own cluster without fsync (unsafe)")
 @click.pass_context
 def bench_cmd(ctx: click.Context, /, **opts: Any) -> None:
@@ -372,6 +373,7 @@ def bench_cmd(ctx: click.Context, /, **opts: Any) -> None:
         stale=opts["stale"],
         cluster=ctx.obj["cluster"] or None,
         nodes=opts["nodes"],
+        groups=opts["groups"],
         fsync=not opts["no_fsync"],
     )
     result = run_bench(cfg)

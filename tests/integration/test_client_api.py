@@ -133,3 +133,29 @@ def test_unknown_command_and_garbage_at_the_grpc_edge(cluster: LocalCluster) -> 
         with pytest.raises(grpc.RpcError):
             raw(b"\xff\xff\xff\xff garbage", timeout=10)
     assert cluster.leader() is not None
+
+
+def test_an_address_that_is_not_a_node(cluster: LocalCluster) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from kvcluster.errors import RetryBudgetExhausted
+    from kvcluster.sharding import RetryBudget
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{s.getsockname()[1]}"
+    s.close()  # nothing listens there now
+    with Client(dead, timeout=1.0, budget=RetryBudget(max_attempts=3)) as kv:
+        with pytest.raises(RetryBudgetExhausted):
+            kv.get("k")  # a read has no effect, so the outcome is known: it did not happen
+    r = subprocess.run(
+        [sys.executable, "-m", "kvcluster.cli", "--cluster", dead, "--timeout", "1", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 4 and "no node answered" in r.stderr
+    # The real cluster did not notice.
+    assert cluster.leader() is not None
