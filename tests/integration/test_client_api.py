@@ -147,9 +147,11 @@ def test_an_address_that_is_not_a_node(cluster: LocalCluster) -> None:
     s.bind(("127.0.0.1", 0))
     dead = f"127.0.0.1:{s.getsockname()[1]}"
     s.close()  # nothing listens there now
-    with Client(dead, timeout=1.0, budget=RetryBudget(max_attempts=3)) as kv:
-        with pytest.raises(RetryBudgetExhausted):
-            kv.get("k")  # a read has no effect, so the outcome is known: it did not happen
+    with (
+        Client(dead, timeout=1.0, budget=RetryBudget(max_attempts=3)) as kv,
+        pytest.raises(RetryBudgetExhausted),
+    ):
+        kv.get("k")  # a read has no effect, so the outcome is known: it did not happen
     r = subprocess.run(
         [sys.executable, "-m", "kvcluster.cli", "--cluster", dead, "--timeout", "1", "status"],
         capture_output=True,
