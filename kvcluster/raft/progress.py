@@ -50,6 +50,11 @@ class Inflights:
         while q and q[0] <= index:
             q.popleft()
 
+    def free_first_one(self) -> None:
+        """Free the oldest in-flight message (its acknowledgement may have been lost)."""
+        if self._q:
+            self._q.popleft()
+
     def reset(self) -> None:
         self._q.clear()
 

@@ -272,6 +272,8 @@ class Raft:
                 self.step(Message(MT.CHECK_QUORUM, from_=self.id))
             if self.role == StateRole.LEADER and self.lead_transferee != NONE:
                 self.lead_transferee = NONE  # the transfer did not finish in time
+            if self.role == StateRole.LEADER and not self.promotable():
+                self._hand_off()  # still leading after leaving the voters: try again
         if self.role != StateRole.LEADER:
             return
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick:
@@ -408,7 +410,7 @@ class Raft:
             pr.recent_active = True
             pr.probe_sent = False
             if pr.state == ProgressState.REPLICATE and pr.inflights.full():
-                pr.inflights.free_le(pr.match_index + 1)  # let one message through again
+                pr.inflights.free_first_one()  # let one message through again
             if pr.match_index < self.log.last_index():
                 self.maybe_send_append(m.from_)
             if m.read_seq:
@@ -435,14 +437,24 @@ class Raft:
             raise ProposalDropped("this node was removed from the group")
         if self.lead_transferee != NONE:
             raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee}")
-        for i, e in enumerate(entries):
-            if e.type == EntryType.CONF_CHANGE:
-                if self.pending_conf_index > self.log.applied:
-                    raise ConfChangePending(
-                        f"a membership change at or before index {self.pending_conf_index} "
-                        f"is not applied yet (applied {self.log.applied})"
-                    )
-                self.pending_conf_index = self.log.last_index() + i + 1
+        changes = [i for i, e in enumerate(entries) if e.type == EntryType.CONF_CHANGE]
+        if changes:
+            if self.pending_conf_index > self.log.applied:
+                raise ConfChangePending(
+                    f"a membership change at or before index {self.pending_conf_index} "
+                    f"is not applied yet (applied {self.log.applied})"
+                )
+            if len(changes) > 1:
+                raise ConfChangePending("one membership change at a time")
+            cc = ConfChange.decode(entries[changes[0]].data)
+            if cc.node_id == self.id and cc.type != ConfChangeType.ADD_VOTER:
+                # A leader leaving the voters steps down at once; the others may still need
+                # its vote (the change is not applied there yet) and it may hold the longest
+                # log, so nobody could win an election: move leadership away first.
+                raise ProposalDropped(
+                    "the leader cannot remove or demote itself: transfer leadership first"
+                )
+            self.pending_conf_index = self.log.last_index() + changes[0] + 1
         self.append_entries(entries)
         self.bcast_pending = True  # sent once per Ready by flush_appends: one APP per turn
 
@@ -532,7 +544,7 @@ class Raft:
     # -- reads -----------------------------------------------------------------------------
     def _leader_read_index(self, m: Message) -> None:
         from_ = m.from_ if m.from_ not in (NONE, self.id) else self.id
-        if self.tracker.is_singleton():
+        if self.tracker.is_singleton() and self.promotable():
             self._respond_read(from_, m.context, self.log.committed)
             return
         if not self._committed_in_current_term():
@@ -672,6 +684,19 @@ class Raft:
         for learner in cs.learners:
             self.tracker.set_member(learner, True, nxt)
 
+    def _hand_off(self) -> None:
+        """A leader that is no longer a voter transfers leadership to the most caught-up
+        voter; it keeps leading (refusing proposals) until that voter wins, retrying every
+        election timeout."""
+        tr = self.tracker
+        if not tr.voters:
+            self.become_follower(self.term, NONE)
+            return
+        target = max(sorted(tr.voters), key=lambda v: tr.progress[v].match_index)
+        self.lead_transferee = NONE
+        self._handle_transfer_leader(Message(MT.TRANSFER_LEADER, from_=target), tr.progress[target])
+        self.bcast_append()
+
     # -- membership ------------------------------------------------------------------------
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
         nxt = self.log.last_index() + 1
@@ -683,8 +708,10 @@ class Raft:
             self.tracker.remove(cc.node_id)
         if self.role == StateRole.LEADER:
             if not self.promotable():
-                # The leader left the voters: step down and let the others elect.
-                self.become_follower(self.term, NONE)
+                # We left the voters, but stepping down now could leave nobody electable:
+                # the others may still count us (the change is not applied there yet) and
+                # we may hold the longest log. Hand leadership to a voter first.
+                self._hand_off()
             else:
                 if self.lead_transferee not in self.tracker.voters:
                     self.lead_transferee = NONE
