@@ -6,6 +6,10 @@ Contract:
 - Writes are proposed to their group's leader and answered after they are applied; reads
   are linearizable through ReadIndex unless the request asks for STALE. A request that is
   still pending at the deadline is answered TIMEOUT: its outcome is unknown.
+- TEST ONLY: with ``KVCLUSTER_UNSAFE_STALE_READS=1`` in the environment, every read is
+  served from this replica's applied state without ReadIndex, on any replica, leader or
+  not: linearizability is broken on purpose, so that jepsen-lite can show it catches it.
+  The node logs a warning naming the variable at start-up.
 - A replica that is not the leader answers NOT_LEADER with the leader's address if known.
 """
 
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -29,7 +35,10 @@ if TYPE_CHECKING:
     from kvcluster.node.group import GroupReplica
     from kvcluster.node.node import Node
 
-__all__ = ["AdminService", "ClusterInfoService", "KvService"]
+__all__ = ["UNSAFE_STALE_READS_ENV", "AdminService", "ClusterInfoService", "KvService"]
+
+#: TEST ONLY (jepsen-lite's self-test): serve every read locally, without ReadIndex.
+UNSAFE_STALE_READS_ENV = "KVCLUSTER_UNSAFE_STALE_READS"
 
 
 def _response(r: KvResult) -> kv_pb2.Response:
@@ -48,6 +57,13 @@ def _error(status: Any, msg: str) -> kv_pb2.Response:
 class KvService(kv_pb2_grpc.KVServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.unsafe_stale_reads = os.environ.get(UNSAFE_STALE_READS_ENV) == "1"
+        if self.unsafe_stale_reads:
+            logging.getLogger(__name__).warning(
+                "%s=1: UNSAFE, TEST ONLY: reads are served from local state without "
+                "ReadIndex, on any replica; linearizability is broken on purpose",
+                UNSAFE_STALE_READS_ENV,
+            )
 
     async def Execute(self, request: kv_pb2.BatchRequest, context: Any) -> kv_pb2.BatchResponse:
         return await self._execute(request)
@@ -179,6 +195,9 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def _reads(
         self, g: GroupReplica, reads: list[tuple[int, KvCommand, bool]], out: list[Any]
     ) -> None:
+        if self.unsafe_stale_reads:  # TEST ONLY: see UNSAFE_STALE_READS_ENV
+            self._serve(g, [(i, c) for i, c, _ in reads], out, "unsafe_stale")
+            return
         linear = [(i, c) for i, c, stale in reads if not stale]
         stale = [(i, c) for i, c, s in reads if s]
         if stale:
