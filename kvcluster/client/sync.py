@@ -18,7 +18,12 @@ import grpc
 from kvcluster.client import _protocol as p
 from kvcluster.client._api import Commands, combine_results
 from kvcluster.client._routing import RouteCache, SessionPool, decode_slot_map, parse_seeds
-from kvcluster.errors import KvClusterError
+from kvcluster.errors import (
+    KvClusterError,
+    OutcomeUnknown,
+    RetryBudgetExhausted,
+    ServiceUnavailable,
+)
 from kvcluster.sharding.retry import (
     GiveUp,
     RetryBudget,
@@ -174,7 +179,12 @@ class Client(Commands):
                 addr, outcome = pending
                 pending = None
             attempt += 1
-            reply = p.to_reply(addr, outcome)
+            try:
+                reply = p.to_reply(addr, outcome)
+            except (ServiceUnavailable, RetryBudgetExhausted) as e:
+                if maybe_sent and cmd.is_write:  # this attempt did not happen; an earlier may
+                    raise OutcomeUnknown(f"an earlier attempt may have been applied: {e}") from e
+                raise
             if reply is None:
                 return cmd.decode(outcome)  # type: ignore[arg-type]
             maybe_sent |= isinstance(reply, Unreachable) and reply.maybe_sent

@@ -46,7 +46,7 @@ from kvcluster.node.http import AdminHttp
 from kvcluster.node.metrics import NodeMetrics
 from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
 from kvcluster.sharding import key_slot
-from kvcluster.storage import NodeStore, WriteBatch, compaction_index
+from kvcluster.storage import NodeStore, StorageFull, WriteBatch, compaction_index
 from kvcluster.transport.grpc_transport import SERVER_OPTIONS as TRANSPORT_SERVER_OPTIONS
 from kvcluster.transport.grpc_transport import GrpcTransport
 from kvcluster.v1 import admin_pb2_grpc, kv_pb2_grpc, raft_pb2_grpc
@@ -76,6 +76,7 @@ class Node:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
+        self.storage_full = False  # the last write hit a full LMDB map (see _write_until_done)
         self._rng = random.Random()
         # One thread does every write transaction (LMDB allows one writer at a time).
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-io")
@@ -310,7 +311,7 @@ class Node:
             # The write and its fsync run on the I/O thread while this loop keeps taking
             # requests and messages; they join the next Ready (the RawNodes accept steps
             # between ready() and advance()).
-            results = await loop.run_in_executor(self._io, self._write, writes)
+            results = await self._write_until_done(loop, writes)
 
         for g, rd in readies:
             if rd.snapshot is not None:
@@ -332,6 +333,28 @@ class Node:
         self._maybe_compact()
         if any(g.raw.has_ready() for g in self.groups.values()):
             self._wake.set()
+
+    async def _write_until_done(
+        self, loop: asyncio.AbstractEventLoop, writes: list[tuple[GroupReplica, Ready]]
+    ) -> dict[int, dict[int, KvResult]]:
+        """Persist and apply; while the storage is full, refuse new writes at the edge
+        (UNAVAILABLE: they did not happen), keep serving stale reads, and retry this same
+        batch until there is room (e.g. the operator raised --map-size-mb and restarted, or
+        compaction freed pages). Writes already proposed stay pending: their outcome is
+        unknown until then, never reported as failed."""
+        while True:
+            try:
+                results = await loop.run_in_executor(self._io, self._write, writes)
+            except StorageFull as e:
+                if not self.storage_full:
+                    log.error("%s; refusing writes until there is room", e)
+                self.storage_full = True
+                await asyncio.sleep(10 * self.cfg.tick_ms / 1000)
+                continue
+            if self.storage_full:
+                log.warning("storage has room again; accepting writes")
+            self.storage_full = False
+            return results
 
     def _write(self, writes: list[tuple[GroupReplica, Ready]]) -> dict[int, dict[int, KvResult]]:
         """On the I/O thread: persist every Ready and apply its committed entries in one

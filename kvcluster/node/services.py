@@ -130,6 +130,8 @@ class KvService(kv_pb2_grpc.KVServicer):
             writes, reads = per_group.setdefault(owner, ([], []))
             if req.op in READ_OPS:
                 reads.append((i, cmd, req.consistency == kv_pb2.STALE))
+            elif node.storage_full:
+                out[i] = _error(kv_pb2.UNAVAILABLE, "storage full: write refused, not applied")
             else:
                 writes.append((i, encode_command(cmd)))
 
