@@ -129,3 +129,10 @@ def check(
 def _fail(ctx: click.Context, message: str) -> NoReturn:
     click.echo(f"jepsen-lite: {message}", err=True)
     ctx.exit(EXIT_MALFORMED)
+
+
+# `jepsen-lite run`: fault-injection runs against kvcluster (jepsen_lite/run_cli.py). It
+# imports kvcluster only when a run starts, so `check` works without it.
+from jepsen_lite.run_cli import register as _register_run  # noqa: E402
+
+_register_run(main)

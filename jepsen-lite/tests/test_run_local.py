@@ -1,0 +1,139 @@
+"""Real runs of the local backend: node processes in network namespaces, partitions by
+iptables, kill -9 and restart. Short (about 15-20 s of workload each).
+
+- A register run under partitions and kills is linearizable, and the run removes everything it
+  made (namespaces, veths, bridge, FORWARD rule, node processes).
+- The self-test: with the nodes' test-only ``KVCLUSTER_UNSAFE_STALE_READS=1`` (reads skip
+  ReadIndex) a run with partitions is found NOT linearizable; the same run without it is valid.
+- A counter run under kills: the final value lies between acknowledged and attempted
+  increments.
+
+Skipped, with the reason, when not root or network namespaces / iptables do not work here
+(``scripts/jepsen_setup.sh`` installs the tools), or on request with ``JEPSEN_LITE_SKIP_RUNS=1``.
+Nothing sleeps to synchronise: the runs wait for conditions with deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jepsen_lite import netns
+from jepsen_lite.runner import UNSAFE_STALE_READS_ENV, RunConfig, RunOutcome, run
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("JEPSEN_LITE_SKIP_RUNS") == "1":
+        return "JEPSEN_LITE_SKIP_RUNS=1: local jepsen-lite runs skipped on request"
+    try:
+        netns.preflight()
+    except netns.NetnsError as e:
+        return f"local backend unavailable: {e}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def local_backend() -> None:
+    reason = _skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def assert_nothing_left(outcome: RunOutcome) -> None:
+    assert outcome.pids, "the run started node processes"
+    for pid in outcome.pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    mine = f"jepsen-lite-{os.getpid()}-"
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert mine not in namespaces
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"jl{os.getpid():x}" not in links
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True)
+    assert f"jl{os.getpid():x}br" not in rules.stdout
+    assert not outcome.info.get("cleanup_errors")
+
+
+def short(tmp_path: Path, name: str, **kw: Any) -> RunConfig:
+    base: dict[str, Any] = {
+        "workload": "register",
+        "time": 15.0,
+        "quiet": 2.0,
+        "concurrency": 5,
+        "out": tmp_path / name,
+        "check_timeout": 60.0,
+    }
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def echo_to_test_log(line: str) -> None:
+    print(line)  # shown by pytest when the test fails
+
+
+def test_register_under_partitions_and_kills_is_linearizable(
+    local_backend: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    cfg = short(tmp_path, "run", nemesis=("partition", "kill"), time=20.0, seed=7)
+    outcome = run(cfg, echo_to_test_log)
+    print(outcome.text)
+    assert outcome.outcome == "valid", outcome.text
+    assert outcome.summary["valid"] is True
+    assert len(outcome.info["schedule"]) >= 3
+    assert outcome.summary["ops"] > 200
+    assert all(outcome.info["final_reads"].values())
+    faults = {f["kind"] for f in outcome.info["schedule"]}
+    assert faults == {"partition", "kill"}  # seed 7 plans both
+    kills = outcome.info["failovers"]
+    assert any(k["seconds"] is not None for k in kills), outcome.text  # failover measured
+    for name in ("history.jsonl", "nemesis.jsonl", "report.html", "verdict.json", "summary.txt"):
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (out / "nodes").iterdir()) == ["n1.log", "n2.log", "n3.log"]
+    html = (out / "report.html").read_text()
+    assert "latency over time" in html and "History is" in html
+    assert_nothing_left(outcome)
+
+
+SELF_TEST = {"nemesis": ("partition",), "seed": 3}
+
+
+def test_self_test_unsafe_stale_reads_are_caught(local_backend: None, tmp_path: Path) -> None:
+    outcome = run(short(tmp_path, "unsafe", unsafe_stale_reads=True, **SELF_TEST), echo_to_test_log)
+    print(outcome.text)
+    assert outcome.info["unsafe_nodes"] == [1, 2, 3], (
+        f"the nodes did not turn on {UNSAFE_STALE_READS_ENV}: apply the kvcluster patch that "
+        "adds the switch to kvcluster/node/services.py"
+    )
+    assert outcome.outcome == "invalid", "stale reads went unnoticed:\n" + outcome.text
+    assert outcome.verdict is not None and outcome.verdict.failed_key is not None
+    assert_nothing_left(outcome)
+
+
+def test_self_test_the_same_run_without_the_switch_is_valid(
+    local_backend: None, tmp_path: Path
+) -> None:
+    outcome = run(short(tmp_path, "safe", **SELF_TEST), echo_to_test_log)
+    print(outcome.text)
+    assert outcome.info["unsafe_nodes"] == []
+    assert outcome.outcome == "valid", outcome.text
+    assert_nothing_left(outcome)
+
+
+def test_counter_under_kills_ends_between_acknowledged_and_attempted(
+    local_backend: None, tmp_path: Path
+) -> None:
+    cfg = short(tmp_path, "counter", workload="counter", nemesis=("kill", "pause"), seed=11)
+    outcome = run(cfg, echo_to_test_log)
+    print(outcome.text)
+    assert outcome.outcome == "valid", outcome.text
+    assert outcome.counter is not None
+    for key in outcome.counter.keys.values():
+        assert key.final is not None and key.acked <= key.final <= key.attempted
+        assert key.acked > 0
+    assert_nothing_left(outcome)
