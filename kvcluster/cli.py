@@ -138,18 +138,24 @@ def _node_status(addr: str, timeout: float, dial: dict[str, str] | None = None) 
             return None
 
 
+def _cluster_nodes(ctx: click.Context) -> tuple[dict[int, str], dict[str, str]]:
+    """Every node id -> address, as the first seed that answers knows them; and the dial map.
+    Exits with EXIT_UNREACHABLE if no seed answers."""
+    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    if not seeds:
+        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
+    dial: dict[str, str] = ctx.obj["address_map"]
+    first = next((s for s in (_node_status(a, ctx.obj["timeout"], dial) for a in seeds) if s), None)
+    if first is None:
+        _fail("no node answered", EXIT_UNREACHABLE)
+    return dict(first.peers) or {first.node_id: first.address}, dial
+
+
 @main.command("status")
 @click.pass_context
 def status_cmd(ctx: click.Context) -> None:
     """One table: every node, the groups it hosts, their role, leader, term and indexes."""
-    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
-    if not seeds:
-        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
-    dial = ctx.obj["address_map"]
-    first = next((s for s in (_node_status(a, ctx.obj["timeout"], dial) for a in seeds) if s), None)
-    if first is None:
-        _fail("no node answered", EXIT_UNREACHABLE)
-    addrs = dict(first.peers) or {first.node_id: first.address}
+    addrs, dial = _cluster_nodes(ctx)
     rows = []
     for nid in sorted(addrs):
         st = _node_status(addrs[nid], ctx.obj["timeout"], dial)
@@ -321,15 +327,9 @@ def slots_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def nodes_cmd(ctx: click.Context) -> None:
     """Every node: id, address, reachable, and the groups it hosts and leads."""
-    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
-    if not seeds:
-        raise click.UsageError("give --cluster HOST:PORT or set KVCTL_CLUSTER")
-    dial = ctx.obj["address_map"]
-    first = next((s for s in (_node_status(a, ctx.obj["timeout"], dial) for a in seeds) if s), None)
-    if first is None:
-        _fail("no node answered", EXIT_UNREACHABLE)
-    rows = []
-    for nid, addr in sorted(dict(first.peers).items()):
+    addrs, dial = _cluster_nodes(ctx)
+    rows: list[dict[str, Any]] = []
+    for nid, addr in sorted(addrs.items()):
         st = _node_status(addr, ctx.obj["timeout"], dial)
         rows.append(
             {

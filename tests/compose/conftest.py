@@ -29,11 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from kvcluster.local import free_ports
-from kvcluster.v1 import kv_pb2, kv_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kvcluster:compose-test"
@@ -78,28 +76,6 @@ def wait_until(what: str, cond: Callable[[], bool], timeout: float, poll: float 
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(poll)
     return time.monotonic() - start
-
-
-def stale_get_all(address: str, keys: list[bytes]) -> list[bytes | None] | None:
-    """``keys`` as one node's local state holds them (STALE reads, no routing); None if the
-    node does not answer. Same as tests/integration/conftest.py, which is not importable
-    from here."""
-    out: list[bytes | None] = []
-    try:
-        with grpc.insecure_channel(address) as ch:
-            stub = kv_pb2_grpc.KVStub(ch)
-            for i in range(0, len(keys), 500):
-                reqs = [
-                    kv_pb2.Request(op=kv_pb2.GET, key=k, consistency=kv_pb2.STALE)
-                    for k in keys[i : i + 500]
-                ]
-                resp = stub.Execute(kv_pb2.BatchRequest(requests=reqs), timeout=10)
-                out.extend(
-                    None if r.status == kv_pb2.NOT_FOUND else bytes(r.value) for r in resp.responses
-                )
-    except grpc.RpcError:
-        return None
-    return out
 
 
 @dataclass

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from kvcluster.client import Client
+from kvcluster.testing.probes import stale_get_all
 
-from .conftest import NODES, ROOT, ComposeCluster, stale_get_all, wait_until
+from .conftest import NODES, ROOT, ComposeCluster, wait_until
 
 # A cold run builds the base image (debootstrap) and the node image first: minutes, not
 # the 300 s the rest of the suite gets.
