@@ -154,8 +154,13 @@ def _cluster_nodes(ctx: click.Context) -> tuple[dict[int, str], dict[str, str]]:
 @main.command("status")
 @click.pass_context
 def status_cmd(ctx: click.Context) -> None:
-    """One table: every node, the groups it hosts, their role, leader, term and indexes."""
+    """One table: every node and group replica: role, leader, term, indexes, the group's slot
+    ranges, replication lag (on leader rows: entries the slowest replica is behind), health."""
     addrs, dial = _cluster_nodes(ctx)
+    smap = _fetch_slot_map(ctx)
+    ranges: dict[int, list[str]] = {}
+    for start, end, gid in smap["slots"]:
+        ranges.setdefault(gid, []).append(f"{start}-{end}" if start != end else str(start))
     rows = []
     for nid in sorted(addrs):
         st = _node_status(addrs[nid], ctx.obj["timeout"], dial)
@@ -176,18 +181,25 @@ def status_cmd(ctx: click.Context) -> None:
                     "commit": g.commit_index,
                     "applied": g.applied_index,
                     "replication_lag": lag if g.role == "LEADER" else None,
+                    "slots": "meta" if g.group_id == 0 else ",".join(ranges.get(g.group_id, [])),
+                    "health": "ok" if g.leader_id else "no-leader",
                 }
             )
     if ctx.obj["json"]:
         click.echo(json.dumps({"nodes": rows}))
         return
+    click.echo(f"epoch {smap['epoch']}")
     cols = ["node", "address", "group", "role", "leader", "term", "commit", "applied"]
-    click.echo("  ".join(f"{c:<10}" if c != "address" else f"{c:<22}" for c in cols))
+    cols += ["replication_lag", "slots", "health"]
+    width = {"address": 22, "replication_lag": 16, "slots": 14}
+    head = {"replication_lag": "lag"}
+    click.echo("  ".join(f"{head.get(c, c):<{width.get(c, 8)}}" for c in cols))
     for r in rows:
         if not r["up"]:
-            click.echo(f"{r['node']:<10}  {r['address']:<22}  DOWN")
+            click.echo(f"{r['node']:<8}  {r['address']:<22}  DOWN")
             continue
-        click.echo("  ".join(f"{r[c]!s:<22}" if c == "address" else f"{r[c]!s:<10}" for c in cols))
+        cells = {c: "" if r[c] is None else str(r[c]) for c in cols}
+        click.echo("  ".join(f"{cells[c]:<{width.get(c, 8)}}" for c in cols))
     if any(not r["up"] for r in rows):
         sys.exit(EXIT_FAILED)
 
