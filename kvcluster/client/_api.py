@@ -11,13 +11,15 @@ annotations here are ``Any`` and the concrete classes document the real types.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kvcluster import errors
 from kvcluster.client import _protocol as p
+from kvcluster.client._routing import RouteCache, SessionPool, parse_seeds
+from kvcluster.sharding.retry import RetryBudget
 
-__all__ = ["Commands", "combine_results"]
+__all__ = ["ClientBase", "Commands", "combine_results"]
 
 
 class Commands:
@@ -95,6 +97,44 @@ class Commands:
         if not mapping:
             raise errors.InvalidArgument("mset needs at least one pair")
         return self._dispatch([p.set_(k, v) for k, v in mapping.items()], all)
+
+
+class ClientBase(Commands):
+    """What the sync and the async client share: configuration, the route cache, sessions.
+    Subclasses add their transport in ``_init_transport`` and the send/wait loop."""
+
+    def __init__(
+        self,
+        seeds: str | Sequence[str],
+        *,
+        timeout: float = 5.0,
+        budget: RetryBudget | None = None,
+        backoff_tick: float = 0.01,
+        stale: bool = False,
+        address_map: Mapping[str, str] | None = None,
+    ) -> None:
+        """``seeds``: one or more node addresses (HOST:PORT, a list or comma-separated).
+        ``timeout``: seconds per RPC. ``budget``: how many attempts a request gets.
+        ``backoff_tick``: seconds per backoff tick. ``stale``: read any replica by default.
+        ``address_map`` translates the addresses nodes advertise (in redirects and the slot
+        map) into ones this client can dial, e.g. a container's name to a published host
+        port — Redis Cluster's NAT problem, solved on the client side."""
+        self._cache = RouteCache(parse_seeds(seeds))
+        self._dial = dict(address_map or {})
+        self._timeout = timeout
+        self._budget = budget or RetryBudget()
+        self._tick = backoff_tick
+        self._stale = stale
+        self._sessions = SessionPool()
+        self._refreshed = False
+        self._init_transport()
+
+    def _init_transport(self) -> None:  # pragma: no cover - every client defines it
+        raise NotImplementedError
+
+    @property
+    def slot_map_epoch(self) -> int:
+        return self._cache.slot_map.epoch
 
 
 def _first(values: list[Any]) -> Any:

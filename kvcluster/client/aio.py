@@ -8,48 +8,27 @@ sessions and pure retry decisions; only the short send/wait loop is written agai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from kvcluster.client import _protocol as p
-from kvcluster.client._api import Commands, combine_results
-from kvcluster.client._routing import RouteCache, SessionPool, decode_slot_map, parse_seeds
+from kvcluster.client._api import ClientBase, Commands, combine_results
+from kvcluster.client._routing import decode_slot_map
 from kvcluster.client.sync import CHANNEL_OPTIONS
 from kvcluster.errors import OutcomeUnknown, RetryBudgetExhausted, ServiceUnavailable
-from kvcluster.sharding.retry import GiveUp, RetryBudget, Unreachable, give_up_error, next_action
+from kvcluster.sharding.retry import GiveUp, Unreachable, give_up_error, next_action
 from kvcluster.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 __all__ = ["AsyncClient", "AsyncPipeline"]
 
 
-class AsyncClient(Commands):
-    def __init__(
-        self,
-        seeds: str | Sequence[str],
-        *,
-        timeout: float = 5.0,
-        budget: RetryBudget | None = None,
-        backoff_tick: float = 0.01,
-        stale: bool = False,
-        address_map: Mapping[str, str] | None = None,
-    ) -> None:
-        """``address_map`` translates the addresses nodes advertise (in redirects and the
-        slot map) into ones this client can dial, e.g. a container's name to a published
-        host port — Redis Cluster's NAT problem, solved on the client side."""
-        self._cache = RouteCache(parse_seeds(seeds))
-        self._dial = dict(address_map or {})
-        self._timeout = timeout
-        self._budget = budget or RetryBudget()
-        self._tick = backoff_tick
-        self._stale = stale
-        self._sessions = SessionPool()
+class AsyncClient(ClientBase):
+    def _init_transport(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
         self._batches: dict[str, _Batch] = {}
         self._inflight: set[asyncio.Future[Any]] = set()
-        self._refreshed = False
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
@@ -65,10 +44,6 @@ class AsyncClient(Commands):
 
     def pipeline(self) -> AsyncPipeline:
         return AsyncPipeline(self)
-
-    @property
-    def slot_map_epoch(self) -> int:
-        return self._cache.slot_map.epoch
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)

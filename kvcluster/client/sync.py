@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from kvcluster.client import _protocol as p
-from kvcluster.client._api import Commands, combine_results
-from kvcluster.client._routing import RouteCache, SessionPool, decode_slot_map, parse_seeds
+from kvcluster.client._api import ClientBase, Commands, combine_results
+from kvcluster.client._routing import decode_slot_map
 from kvcluster.errors import (
     KvClusterError,
     OutcomeUnknown,
@@ -26,7 +25,6 @@ from kvcluster.errors import (
 )
 from kvcluster.sharding.retry import (
     GiveUp,
-    RetryBudget,
     Unreachable,
     give_up_error,
     next_action,
@@ -41,31 +39,11 @@ CHANNEL_OPTIONS = [
 ]
 
 
-class Client(Commands):
-    def __init__(
-        self,
-        seeds: str | Sequence[str],
-        *,
-        timeout: float = 5.0,
-        budget: RetryBudget | None = None,
-        backoff_tick: float = 0.01,
-        stale: bool = False,
-        address_map: Mapping[str, str] | None = None,
-    ) -> None:
-        """``address_map`` translates the addresses nodes advertise (in redirects and the
-        slot map) into ones this client can dial, e.g. a container's name to a published
-        host port — Redis Cluster's NAT problem, solved on the client side."""
-        self._cache = RouteCache(parse_seeds(seeds))
-        self._dial = dict(address_map or {})
-        self._timeout = timeout
-        self._budget = budget or RetryBudget()
-        self._tick = backoff_tick
-        self._stale = stale
-        self._sessions = SessionPool()
+class Client(ClientBase):
+    def _init_transport(self) -> None:
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
-        self._refreshed = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -83,10 +61,6 @@ class Client(Commands):
 
     def pipeline(self) -> Pipeline:
         return Pipeline(self)
-
-    @property
-    def slot_map_epoch(self) -> int:
-        return self._cache.slot_map.epoch
 
     # -- transport -------------------------------------------------------------------------
     def _channel(self, addr: str) -> grpc.Channel:
