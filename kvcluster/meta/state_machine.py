@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 from kvcluster.errors import InvalidArgument
-from kvcluster.kv.view import KvReadView, KvView
 from kvcluster.meta.state import MetaState
 
 __all__ = ["Bootstrap", "MetaResult", "MetaStateMachine", "decode_meta_command"]
 
 STATE_KEY = b"meta-state"
+
+
+class MetaReadView(Protocol):
+    """Where the meta state lives: one record of the meta group's storage view (the
+    storage layer's group view satisfies it)."""
+
+    def get_meta(self, name: bytes) -> bytes | None: ...
+
+
+class MetaView(MetaReadView, Protocol):
+    def put_meta(self, name: bytes, value: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -51,11 +62,11 @@ class MetaResult:
 
 
 class MetaStateMachine:
-    def load(self, view: KvReadView) -> MetaState:
+    def load(self, view: MetaReadView) -> MetaState:
         raw = view.get_meta(STATE_KEY)
         return MetaState() if raw is None else MetaState.decode(raw)
 
-    def apply(self, view: KvView, index: int, data: bytes) -> MetaResult:
+    def apply(self, view: MetaView, index: int, data: bytes) -> MetaResult:
         current = self.load(view)
         try:
             cmd = decode_meta_command(data)

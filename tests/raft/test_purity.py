@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE_PACKAGES = ["kvcluster/raft", "kvcluster/sharding"]
+PURE_PACKAGES = ["kvcluster/raft", "kvcluster/sharding", "kvcluster/meta"]
 FORBIDDEN = {
     "asyncio",
     "grpc",
@@ -74,7 +74,7 @@ def test_importing_the_core_loads_no_io_module() -> None:
     code = (
         "import sys\n"
         "before = set(sys.modules)\n"
-        "import kvcluster.raft, kvcluster.sharding\n"
+        "import kvcluster.raft, kvcluster.sharding, kvcluster.meta\n"
         "new = set(sys.modules) - before\n"
         f"bad = sorted(m for m in {sorted(FORBIDDEN - {'os'})!r} if m in new)\n"
         "print(','.join(bad))\n"
