@@ -188,17 +188,12 @@ class Node:
     def owner_of(self, slot: int) -> int | None:
         return self._slot_map.owner(slot) if self.meta.bootstrapped else None
 
-    def moved(self, slot: int, owner: int) -> Any:
-        """MOVED for a slot whose group this node does not host: the address of a replica
-        of the owner (its leader when this node knows it; else the client follows a
-        NOT_LEADER redirect from there)."""
-        from kvcluster.v1 import kv_pb2
-
+    def moved_address(self, owner: int) -> str:
+        """Where to send a slot whose group this node does not host: the first replica of the
+        owner. This node cannot know that group's leader; if the replica is a follower, the
+        client follows its NOT_LEADER redirect."""
         replicas = self.meta.groups.get(owner, ())
-        addr = self.cfg.peers.get(replicas[0], "") if replicas else ""
-        return kv_pb2.Response(
-            status=kv_pb2.MOVED, slot=slot, address=addr, epoch=self.meta.epoch, error="moved"
-        )
+        return self.cfg.peers.get(replicas[0], "") if replicas else ""
 
     def leader_hints(self) -> dict[int, int]:
         """Group id -> leader node id, for the groups this node hosts and knows a leader of."""

@@ -125,7 +125,13 @@ class KvService(kv_pb2_grpc.KVServicer):
                 continue
             g = node.groups.get(owner)
             if g is None:
-                out[i] = node.moved(slot, owner)
+                out[i] = kv_pb2.Response(
+                    status=kv_pb2.MOVED,
+                    slot=slot,
+                    address=node.moved_address(owner),
+                    epoch=node.meta.epoch,
+                    error="moved",
+                )
                 continue
             writes, reads = per_group.setdefault(owner, ([], []))
             if req.op in READ_OPS:
