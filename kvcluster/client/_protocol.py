@@ -11,11 +11,21 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from kvcluster import errors
-from kvcluster.sharding.retry import Reply, Unreachable
+from kvcluster.client._routing import RouteCache
+from kvcluster.sharding.retry import (
+    GiveUp,
+    Reply,
+    Retry,
+    RetryBudget,
+    Unreachable,
+    give_up_error,
+    next_action,
+)
 from kvcluster.sharding.routing import Ask, ClusterDown, Moved, NotLeaderRedirect, TryAgain
 from kvcluster.v1 import kv_pb2
 
@@ -218,3 +228,58 @@ def to_reply(addr: str, outcome: kv_pb2.Response | Unreachable) -> Reply | None:
     if isinstance(o, errors.KvClusterError):
         raise o
     return o
+
+
+class Attempts:
+    """The bookkeeping of one command's retry loop, shared by both clients (only the send and
+    the wait are written twice): attempt count, where to send next, whether an earlier
+    attempt may have been applied, and the cache side of each decision."""
+
+    def __init__(
+        self,
+        cmd: Command,
+        cache: RouteCache,
+        budget: RetryBudget,
+        lock: AbstractContextManager[object] | None = None,
+    ) -> None:
+        self.cmd = cmd
+        self.slot = cache.slot(cmd.key)
+        self._cache = cache
+        self._budget = budget
+        self._lock = lock or nullcontext()
+        self._attempt = 0
+        self._target: str | None = None
+        self._avoid: str | None = None
+        self._maybe_sent = False
+
+    def next_address(self) -> str:
+        return self._target or self._cache.target(self.slot, self._avoid)
+
+    def record(self, addr: str, outcome: kv_pb2.Response | Unreachable) -> Retry | None:
+        """None: the attempt succeeded (decode ``outcome``). A ``Retry``: refresh the map and
+        back off as it says, then send again. Raises the final error, as ``OutcomeUnknown``
+        when an earlier attempt of a write may have been applied."""
+        self._attempt += 1
+        maybe_applied = self._maybe_sent and self.cmd.is_write
+        try:
+            reply = to_reply(addr, outcome)
+        except (errors.ServiceUnavailable, errors.RetryBudgetExhausted) as e:
+            if maybe_applied:  # this attempt did not happen; an earlier one may have
+                raise errors.OutcomeUnknown(f"an earlier attempt may have been applied: {e}") from e
+            raise
+        if reply is None:
+            return None
+        self._maybe_sent |= isinstance(reply, Unreachable) and reply.maybe_sent
+        action = next_action(
+            reply,
+            attempt=self._attempt,
+            budget=self._budget,
+            map_epoch=self._cache.slot_map.epoch,
+        )
+        if isinstance(action, GiveUp):
+            raise give_up_error(action, maybe_applied=self._maybe_sent and self.cmd.is_write)
+        with self._lock:
+            self._cache.remember(self.slot, action)
+        self.cmd.request.asking = action.asking
+        self._target, self._avoid = action.target, action.avoid
+        return action

@@ -19,15 +19,9 @@ from kvcluster.client._api import ClientBase, Commands, combine_results
 from kvcluster.client._routing import decode_slot_map
 from kvcluster.errors import (
     KvClusterError,
-    OutcomeUnknown,
-    RetryBudgetExhausted,
-    ServiceUnavailable,
 )
 from kvcluster.sharding.retry import (
-    GiveUp,
     Unreachable,
-    give_up_error,
-    next_action,
 )
 from kvcluster.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 
@@ -140,11 +134,10 @@ class Client(ClientBase):
     def _finish(
         self, cmd: p.Command, pending: tuple[str, kv_pb2.Response | Unreachable] | None
     ) -> Any:
-        slot = self._cache.slot(cmd.key)
-        attempt, target, avoid, maybe_sent = 0, None, None, False
+        attempts = p.Attempts(cmd, self._cache, self._budget, self._lock)
         while True:
             if pending is None:
-                addr = target or self._cache.target(slot, avoid)
+                addr = attempts.next_address()
                 out = self._send(addr, [cmd.request])
                 outcome: kv_pb2.Response | Unreachable = (
                     out if isinstance(out, Unreachable) else out[0]
@@ -152,29 +145,13 @@ class Client(ClientBase):
             else:
                 addr, outcome = pending
                 pending = None
-            attempt += 1
-            try:
-                reply = p.to_reply(addr, outcome)
-            except (ServiceUnavailable, RetryBudgetExhausted) as e:
-                if maybe_sent and cmd.is_write:  # this attempt did not happen; an earlier may
-                    raise OutcomeUnknown(f"an earlier attempt may have been applied: {e}") from e
-                raise
-            if reply is None:
+            action = attempts.record(addr, outcome)
+            if action is None:
                 return cmd.decode(outcome)  # type: ignore[arg-type]
-            maybe_sent |= isinstance(reply, Unreachable) and reply.maybe_sent
-            action = next_action(
-                reply, attempt=attempt, budget=self._budget, map_epoch=self.slot_map_epoch
-            )
-            if isinstance(action, GiveUp):
-                raise give_up_error(action, maybe_applied=maybe_sent and cmd.is_write)
-            with self._lock:
-                self._cache.remember(slot, action)
             if action.refresh_map:
                 self.refresh_slots()
             if action.backoff_ticks:
                 time.sleep(action.backoff_ticks * self._tick)
-            cmd.request.asking = action.asking
-            target, avoid = action.target, action.avoid
 
 
 class Pipeline(Commands):
