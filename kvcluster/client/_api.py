@@ -16,7 +16,7 @@ from typing import Any
 
 from kvcluster import errors
 from kvcluster.client import _protocol as p
-from kvcluster.client._routing import RouteCache, SessionPool, parse_seeds
+from kvcluster.client._routing import RouteCache, Session, SessionPool, parse_seeds
 from kvcluster.sharding.retry import RetryBudget
 
 __all__ = ["ClientBase", "Commands", "combine_results"]
@@ -135,6 +135,27 @@ class ClientBase(Commands):
     @property
     def slot_map_epoch(self) -> int:
         return self._cache.slot_map.epoch
+
+    def _open_sessions(self, cmds: list[p.Command]) -> list[Session]:
+        """Give every write its own session (client id, next seq); release them after."""
+        sessions = []
+        for c in cmds:
+            if c.is_write:
+                s = self._sessions.acquire()
+                sessions.append(s)
+                c.request.client_id, c.request.seq = s.client_id, s.next_seq()
+        return sessions
+
+    def _close_sessions(self, sessions: list[Session]) -> None:
+        for s in sessions:
+            self._sessions.release(s)
+
+    def _by_target(self, cmds: list[p.Command]) -> dict[str, list[int]]:
+        """The first attempt's plan: command positions grouped by the node to send them to."""
+        by_target: dict[str, list[int]] = {}
+        for i, c in enumerate(cmds):
+            by_target.setdefault(self._cache.target(self._cache.slot(c.key)), []).append(i)
+        return by_target
 
 
 def _first(values: list[Any]) -> Any:

@@ -115,16 +115,9 @@ class AsyncClient(ClientBase):
     async def _execute(self, cmds: list[p.Command], raise_on_error: bool = True) -> list[Any]:
         if not self._refreshed:
             await self.refresh_slots()
-        sessions = []
-        for c in cmds:
-            if c.is_write:
-                s = self._sessions.acquire()
-                sessions.append(s)
-                c.request.client_id, c.request.seq = s.client_id, s.next_seq()
+        sessions = self._open_sessions(cmds)
         try:
-            by_target: dict[str, list[int]] = {}
-            for i, c in enumerate(cmds):
-                by_target.setdefault(self._cache.target(self._cache.slot(c.key)), []).append(i)
+            by_target = self._by_target(cmds)
             first: list[tuple[str, kv_pb2.Response | Unreachable] | None] = [None] * len(cmds)
             sends = [self._send(a, [cmds[i].request for i in idx]) for a, idx in by_target.items()]
             for (addr, idx), out in zip(
@@ -138,8 +131,7 @@ class AsyncClient(ClientBase):
             )
             return list(results)
         finally:
-            for s in sessions:
-                self._sessions.release(s)
+            self._close_sessions(sessions)
 
     async def _finish(
         self, cmd: p.Command, pending: tuple[str, kv_pb2.Response | Unreachable] | None

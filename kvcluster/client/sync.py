@@ -102,17 +102,10 @@ class Client(ClientBase):
     def _execute(self, cmds: list[p.Command], raise_on_error: bool = True) -> list[Any]:
         if not self._refreshed:
             self.refresh_slots()
-        sessions = []
-        for c in cmds:
-            if c.is_write:
-                s = self._sessions.acquire()
-                sessions.append(s)
-                c.request.client_id, c.request.seq = s.client_id, s.next_seq()
+        sessions = self._open_sessions(cmds)
         try:
             # First attempt: one batch per target node; stragglers go through the loop.
-            by_target: dict[str, list[int]] = {}
-            for i, c in enumerate(cmds):
-                by_target.setdefault(self._cache.target(self._cache.slot(c.key)), []).append(i)
+            by_target = self._by_target(cmds)
             first: list[tuple[str, kv_pb2.Response | Unreachable] | None] = [None] * len(cmds)
             for addr, idx in by_target.items():
                 out = self._send(addr, [cmds[i].request for i in idx])
@@ -128,8 +121,7 @@ class Client(ClientBase):
                     results.append(e)
             return results
         finally:
-            for s in sessions:
-                self._sessions.release(s)
+            self._close_sessions(sessions)
 
     def _finish(
         self, cmd: p.Command, pending: tuple[str, kv_pb2.Response | Unreachable] | None
