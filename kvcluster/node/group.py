@@ -23,7 +23,6 @@ from kvcluster.errors import NotLeader, ProposalDropped
 from kvcluster.kv.result import KvResult
 from kvcluster.raft import (
     ConfChange,
-    ConfChangeType,
     Config,
     ConfState,
     Entry,
@@ -34,19 +33,7 @@ from kvcluster.raft import (
 )
 from kvcluster.raft.storage import Storage
 
-__all__ = ["GroupReplica", "next_conf_state"]
-
-
-def next_conf_state(cs: ConfState, cc: ConfChange) -> ConfState:
-    """The membership after ``cc`` (the same set operations the Raft tracker performs)."""
-    voters, learners = set(cs.voters), set(cs.learners)
-    voters.discard(cc.node_id)
-    learners.discard(cc.node_id)
-    if cc.type == ConfChangeType.ADD_VOTER:
-        voters.add(cc.node_id)
-    elif cc.type == ConfChangeType.ADD_LEARNER:
-        learners.add(cc.node_id)
-    return ConfState(tuple(sorted(voters)), tuple(sorted(learners)))
+__all__ = ["GroupReplica"]
 
 
 class GroupReplica:

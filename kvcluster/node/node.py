@@ -41,7 +41,7 @@ from kvcluster.meta import (
     plan_bootstrap,
 )
 from kvcluster.node.config import NodeConfig
-from kvcluster.node.group import GroupReplica, next_conf_state
+from kvcluster.node.group import GroupReplica
 from kvcluster.node.http import AdminHttp
 from kvcluster.node.metrics import NodeMetrics
 from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
@@ -377,7 +377,7 @@ class Node:
         cs = g.conf_state
         for e in rd.committed_entries:
             if e.type == EntryType.CONF_CHANGE:
-                cs = next_conf_state(cs, ConfChange.decode(e.data))
+                cs = ConfChange.decode(e.data).applied_to(cs)
                 txn.set_conf_state(g.group_id, e.index, cs)
             elif e.data:
                 out[e.index] = sm.apply(view, e.index, e.data)

@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass
 
 from kvcluster.errors import InvalidArgument
+from kvcluster.raft.types import ConfState
 
 __all__ = ["ConfChange", "ConfChangeType"]
 
@@ -34,6 +35,19 @@ class ConfChange:
     type: ConfChangeType
     node_id: int
     context: bytes = b""  # opaque to Raft (e.g. the new member's address)
+
+    def applied_to(self, cs: ConfState) -> ConfState:
+        """The membership after this change: the same set operations the progress tracker
+        performs in ``RawNode.apply_conf_change`` (for callers that must compute it elsewhere,
+        e.g. to persist it in the transaction that applies the entry)."""
+        voters, learners = set(cs.voters), set(cs.learners)
+        voters.discard(self.node_id)
+        learners.discard(self.node_id)
+        if self.type == ConfChangeType.ADD_VOTER:
+            voters.add(self.node_id)
+        elif self.type == ConfChangeType.ADD_LEARNER:
+            learners.add(self.node_id)
+        return ConfState(tuple(sorted(voters)), tuple(sorted(learners)))
 
     def encode(self) -> bytes:
         return _HEADER.pack(self.type, self.node_id) + self.context
