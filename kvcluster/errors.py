@@ -16,6 +16,16 @@ load-bearing (unlike redis-py's ``MovedError(AskError)``).
     ├── ServiceUnavailable             refused without effect (e.g. storage full)
     ├── OutcomeUnknown                 may or may not have happened (timeout, lost connection)
     ├── RetryBudgetExhausted           .last_error: every retry has a budget; this one is spent
+    ├── NodeStoreError                 the node's local store (LMDB) refused an operation
+    │   ├── StorageFull                the map is full; the transaction was rolled back
+    │   ├── IdentityMismatch           the data directory belongs to another cluster or node
+    │   ├── StoreLocked                another process has the data directory open
+    │   ├── IncompatibleFormat         the directory was written by another on-disk format
+    │   ├── UnknownGroup               no Raft group with that id is stored on this node
+    │   ├── GroupExists                create_group for a group that is already stored
+    │   └── CorruptSnapshot            snapshot data that does not decode
+    ├── TransportError                 the peer transport refused an operation
+    │   └── CodecError                 bytes that are not one Raft message (also ValueError)
     ├── RaftError                      the consensus core refused something
     │   ├── ProposalDropped            not appended (no leader, transfer in progress, ...)
     │   │   └── NotLeader              this replica is not the leader; .leader_id if known
@@ -24,7 +34,10 @@ load-bearing (unlike redis-py's ``MovedError(AskError)``).
     │       ├── Compacted              the requested index was compacted away
     │       ├── Unavailable            the requested index is not in the log yet
     │       └── SnapshotOutOfDate      a newer snapshot is already present
-    └── (storage, transport and CLI modules add leaves under KvClusterError)
+
+Leaves defined beside the code that raises them, because only that code uses them:
+``kvcluster.kv.commands.MalformedCommand`` (an InvalidArgument) and
+``kvcluster.kv.view.CorruptKvState``.
 
 This module imports nothing from the rest of the package: every layer may use it.
 """
@@ -34,12 +47,18 @@ from __future__ import annotations
 __all__ = [
     "Ask",
     "ClusterDown",
+    "CodecError",
     "Compacted",
     "ConfChangePending",
+    "CorruptSnapshot",
+    "GroupExists",
+    "IdentityMismatch",
+    "IncompatibleFormat",
     "InvalidArgument",
     "KvClusterError",
     "LeaderRedirect",
     "Moved",
+    "NodeStoreError",
     "NotLeader",
     "OutcomeUnknown",
     "ProposalDropped",
@@ -49,8 +68,12 @@ __all__ = [
     "ServiceUnavailable",
     "SnapshotOutOfDate",
     "StorageError",
+    "StorageFull",
+    "StoreLocked",
+    "TransportError",
     "TryAgain",
     "Unavailable",
+    "UnknownGroup",
     "WrongType",
 ]
 
@@ -162,3 +185,75 @@ class Unavailable(StorageError):
 
 class SnapshotOutOfDate(StorageError):
     """A snapshot at least as new as the one offered is already present."""
+
+
+class NodeStoreError(KvClusterError):
+    """The node's local store refused an operation."""
+
+
+class StorageFull(NodeStoreError):
+    """The LMDB map (``map_size``) is full. The write transaction was aborted whole: nothing
+    of it is stored, the store stays readable, and smaller writes may still succeed. Grow the
+    map with ``NodeStore.resize`` or free space (compaction, dropping groups)."""
+
+    def __init__(self, map_size: int) -> None:
+        self.map_size = map_size
+        super().__init__(
+            f"storage full: the LMDB map of {map_size} bytes has no room for this write "
+            "(transaction rolled back; raise map_size)"
+        )
+
+
+class IdentityMismatch(NodeStoreError):
+    """The data directory was initialised for another cluster or node id."""
+
+    def __init__(self, path: str, expected: tuple[str, int], found: tuple[str, int]) -> None:
+        self.path = path
+        self.expected_cluster_id, self.expected_node_id = expected
+        self.found_cluster_id, self.found_node_id = found
+        super().__init__(
+            f"data directory {path} belongs to cluster {found[0]!r} node {found[1]}, "
+            f"not cluster {expected[0]!r} node {expected[1]}"
+        )
+
+
+class StoreLocked(NodeStoreError):
+    """The data directory is already open (another node process, or another NodeStore)."""
+
+
+class IncompatibleFormat(NodeStoreError):
+    """The data directory holds an on-disk format this version cannot read."""
+
+
+class UnknownGroup(NodeStoreError, KeyError):
+    """No Raft group with this id is stored on this node."""
+
+    def __init__(self, group: int) -> None:
+        self.group = group
+        super().__init__(f"no raft group {group} on this node")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class GroupExists(NodeStoreError):
+    """``create_group`` for a group id that is already stored."""
+
+    def __init__(self, group: int) -> None:
+        self.group = group
+        super().__init__(f"raft group {group} already exists on this node")
+
+
+class CorruptSnapshot(NodeStoreError):
+    """Snapshot data that does not decode as a kv snapshot; nothing was installed."""
+
+
+class TransportError(KvClusterError):
+    """The peer transport refused an operation (misuse, such as starting it twice)."""
+
+
+class CodecError(TransportError, ValueError):
+    """Bytes that do not decode as one Raft message, or a message that cannot be encoded.
+
+    A receiver skips and counts the offending payload; it never takes the node down.
+    """
