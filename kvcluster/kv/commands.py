@@ -2,7 +2,8 @@
 
 Contract:
 - Three commands: ``KvCommand`` (one client request, stamped with the leader's ``now_ms``),
-  ``ExpireSweep`` (the leader asks to delete keys it saw expired) and ``Noop``.
+  ``ExpireSweep`` (the leader asks to delete keys it saw expired) and ``Noop``; and the
+  slot-migration commands of ``slot_moves`` (tags 110..117), decoded here too.
 - Wire form (msgpack, positional, one array; this is the hot path, so no maps, no names):
       KvCommand    [op, key, value, expected, ttl_ms, delta, flags, client_id, seq, now_ms]
       ExpireSweep  [EXPIRE_SWEEP_TAG, now_ms, [key, ...]]
@@ -30,6 +31,7 @@ from typing import NamedTuple, NoReturn, TypeAlias
 
 from kvcluster.errors import InvalidArgument
 from kvcluster.kv._msgpack import UnpackError, pack, unpack
+from kvcluster.kv.slot_moves import MOVE_TAGS, MoveCommand, decode_move, encode_move
 
 __all__ = [
     "EXPIRE_SWEEP_TAG",
@@ -161,7 +163,8 @@ class Noop(NamedTuple):
     now_ms: int = 0
 
 
-Command: TypeAlias = KvCommand | ExpireSweep | Noop
+Command: TypeAlias = KvCommand | ExpireSweep | Noop | MoveCommand
+"""Slot-migration commands (``slot_moves``) share the log and the tag space (110..117)."""
 
 
 def encode_command(cmd: Command) -> bytes:
@@ -180,6 +183,8 @@ def encode_command(cmd: Command) -> bytes:
         return pack((EXPIRE_SWEEP_TAG, cmd.now_ms, tuple(cmd.keys)))
     if type(cmd) is Noop:
         return pack((NOOP_TAG, cmd.now_ms))
+    if type(cmd).__module__ == "kvcluster.kv.slot_moves":
+        return encode_move(cmd)  # type: ignore[arg-type]
     raise InvalidArgument(f"not a kv command: {type(cmd).__name__}")
 
 
@@ -218,6 +223,11 @@ def decode_command(data: bytes) -> Command:
             return KvCommand._make(items)
         raise MalformedCommand(f"malformed command: bad client command fields {items!r:.120}")
     tag = items[0]
+    if type(tag) is int and tag in MOVE_TAGS and n > 2 and _is_now(items[1]):
+        try:
+            return decode_move(items)
+        except (ValueError, TypeError) as e:
+            raise MalformedCommand(f"malformed migration command: {e}") from None
     if tag == NOOP_TAG and type(tag) is int and n == 2 and _is_now(items[1]):
         return Noop(items[1])
     if tag == EXPIRE_SWEEP_TAG and type(tag) is int and n == 3 and _is_now(items[1]):

@@ -29,6 +29,18 @@ class MemoryKvView:
     def delete(self, slot: int, key: bytes) -> bool:
         return self.data.pop((slot, key), None) is not None
 
+    def scan(self, slot: int, start_after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        keys = sorted(
+            k for s, k in self.data if s == slot and (start_after is None or k > start_after)
+        )
+        return [(k, self.data[(slot, k)]) for k in keys[:limit]]
+
+    def delete_slot(self, slot: int) -> int:
+        doomed = [sk for sk in self.data if sk[0] == slot]
+        for sk in doomed:
+            del self.data[sk]
+        return len(doomed)
+
     def get_meta(self, name: bytes) -> bytes | None:
         return self.meta.get(name)
 

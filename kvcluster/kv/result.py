@@ -3,7 +3,9 @@
 Contract:
 - ``Status`` numbers are those of ``kvcluster.v1.Status`` in kv.proto, so the runtime maps a
   ``KvResult`` to a protobuf ``Response`` field by field. Only the statuses the state machine
-  itself produces are listed; routing statuses (MOVED, NOT_LEADER, ...) belong to the runtime.
+  itself produces are listed: MOVED (``int_value`` = the group the slot went to) and
+  TRYAGAIN come from a slot migration's records (``slot_moves``); the other routing
+  statuses (NOT_LEADER, CLUSTERDOWN, ...) belong to the runtime.
 - ``KvResult`` is immutable and compared by value: a retried write gets a result equal to the
   one its first attempt got (it is remembered in the session table).
 - Pure: stdlib only.
@@ -21,6 +23,8 @@ class Status(enum.IntEnum):
     OK = 0
     NOT_FOUND = 1  # GET of an absent key
     NOT_APPLIED = 2  # SET NX/XX or CAS condition false: nothing changed
+    MOVED = 4  # the slot went to group int_value (a finished migration): nothing changed
+    TRYAGAIN = 6  # the slot is frozen or still arriving (a migration): nothing changed
     INVALID = 8  # meaningless request or malformed command: nothing changed; error says why
     WRONGTYPE = 9  # INCRBY on a value that is not a base-10 int64
 

@@ -4,7 +4,9 @@ Contract:
 - Records (all under the ``b"kv/"`` prefix of the group's meta):
       kv/state             clock | count | head | tail | oldest          5 x u64 BE
       kv/lru/<id>          prev | next | last_active | seq               4 x u64 BE
-      kv/session/<id>      msgpack [status, value, int_value, error]: the answer to ``seq``
+      kv/session/<id>      msgpack [status, value, int_value, error, slot]: the answer to
+                           ``seq`` and the slot of the key it wrote (-1: unknown; records
+                           written before slot migration existed have four items)
   ``<id>`` is the client id as u64 BE. ``kv/lru`` records form a doubly linked list of all
   sessions ordered by last activity, oldest (``head``) first; ``oldest`` caches the head's
   ``last_active`` so deciding that nothing is due to expire costs no read. A write reads only
@@ -44,11 +46,15 @@ __all__ = [
     "Link",
     "SessionInfo",
     "check_sessions",
+    "install",
+    "is_record",
     "iter_sessions",
     "last_result",
+    "last_slot",
     "lookup",
     "read_clock",
     "remember",
+    "session_record",
     "sweep",
     "touch",
 ]
@@ -60,6 +66,7 @@ LRU_PREFIX = b"kv/lru/"
 _STATE = struct.Struct(">QQQQQ")
 _LINK = struct.Struct(">QQQQ")
 _ID = struct.Struct(">Q")
+_RECORD_ERRORS: tuple[type[Exception], ...] = (*UnpackError, IndexError, ValueError)
 
 Link = tuple[int, int, int, int]
 """``(prev, next, last_active, seq)`` of a session; prev/next 0 = no neighbour."""
@@ -133,12 +140,40 @@ def _put_link(view: KvView, client_id: int, prev: int, nxt: int, active: int, se
     view.put_meta(_lru_name(client_id), _LINK.pack(prev, nxt, active, seq))
 
 
-def _decode_result(raw: bytes) -> KvResult:
+def _decode_record(raw: bytes) -> tuple[KvResult, int]:
     try:
-        status, value, int_value, error = unpack(raw)
-        return KvResult(Status(status), value, int_value, error)
-    except UnpackError as e:
+        items = unpack(raw)
+        status, value, int_value, error = items[:4]
+        slot = items[4] if len(items) > 4 else -1
+        return KvResult(Status(status), value, int_value, error), slot
+    except _RECORD_ERRORS as e:
         raise CorruptKvState(f"session table corrupt: bad kv/session record ({e})") from None
+
+
+def _decode_result(raw: bytes) -> KvResult:
+    return _decode_record(raw)[0]
+
+
+_STATUSES = frozenset(int(s) for s in Status)
+
+
+def is_record(raw: bytes) -> bool:
+    """Whether ``raw`` is a ``kv/session`` record in the form ``remember`` writes it (a
+    record from another group is checked with this before it can reach ``install``)."""
+    try:
+        items = unpack(raw)
+    except UnpackError:
+        return False
+    return (
+        type(items) is tuple
+        and len(items) in (4, 5)
+        and type(items[0]) is int
+        and items[0] in _STATUSES
+        and type(items[1]) is bytes
+        and type(items[2]) is int
+        and type(items[3]) is str
+        and (len(items) == 4 or type(items[4]) is int)
+    )
 
 
 # -- the activity list ----------------------------------------------------------------------
@@ -220,16 +255,35 @@ def remember(
     result: KvResult,
     link: Link | None,
     max_sessions: int,
+    slot: int = -1,
 ) -> None:
-    """Record ``result`` as the answer to ``seq`` and mark the session active.
+    """Record ``result`` as the answer to ``seq`` (a write to ``slot``) and mark the
+    session active.
 
     ``link`` is what ``lookup`` returned (None: open a new session, evicting the least
     recently active ones while the table is full).
     """
-    view.put_meta(
-        _session_name(client_id),
-        pack((int(result.status), result.value, result.int_value, result.error)),
+    _remember_record(
+        view,
+        st,
+        client_id,
+        seq,
+        pack((int(result.status), result.value, result.int_value, result.error, slot)),
+        link,
+        max_sessions,
     )
+
+
+def _remember_record(
+    view: KvView,
+    st: KvState,
+    client_id: int,
+    seq: int,
+    record: bytes,
+    link: Link | None,
+    max_sessions: int,
+) -> None:
+    view.put_meta(_session_name(client_id), record)
     if link is not None:
         _move_to_tail(view, st, client_id, link, seq)
         return
@@ -238,6 +292,41 @@ def remember(
         _remove(view, st, head, _must_link(view, head))
     _append(view, st, client_id, seq)
     st.count += 1
+
+
+def install(
+    view: KvView,
+    st: KvState,
+    client_id: int,
+    seq: int,
+    record: bytes,
+    max_sessions: int,
+    ttl_ms: int,
+) -> None:
+    """Take over another group's session of ``client_id`` (a slot migration): its answer
+    to ``seq`` becomes this group's unless this group has already answered ``seq`` or a
+    later one. A client has one write in flight per id, so the larger seq is the only one
+    that can still be retried."""
+    _decode_record(record)  # refuse a malformed record before storing it
+    link = lookup(view, st, client_id, ttl_ms)
+    if link is not None and link[3] >= seq:
+        return
+    _remember_record(view, st, client_id, seq, record, link, max_sessions)
+
+
+def session_record(view: KvReadView, client_id: int) -> tuple[int, bytes] | None:
+    """``(seq, raw record)`` of a stored session, for handing it to another group."""
+    link = _get_link(view, client_id)
+    raw = view.get_meta(_session_name(client_id))
+    if link is None or raw is None:
+        return None
+    return link[3], raw
+
+
+def last_slot(view: KvReadView, client_id: int) -> int:
+    """The slot of the session's last remembered write (-1 if unknown)."""
+    raw = view.get_meta(_session_name(client_id))
+    return -1 if raw is None else _decode_record(raw)[1]
 
 
 def sweep(view: KvView, st: KvState, ttl_ms: int, limit: int) -> int:

@@ -43,6 +43,12 @@ Contract:
   session scheme has, and why the TTL is long (1 hour by default). Reads and ``client_id`` 0
   have no session (at-least-once). Sessions are per group: a client may use one client_id
   for all groups (each group sees a gap-tolerant, increasing subsequence of its seqs).
+- Slot migration (``slot_moves``): a client write or read of a slot that is frozen or still
+  arriving is answered TRYAGAIN, of a slot that has left MOVED (``int_value`` = its group);
+  neither is remembered in the session (the write did not happen), but a retried write
+  that *was* applied still gets its remembered answer. A write to a slot that is leaving
+  marks its key dirty. Sessions remember the slot of their last write, so the sessions
+  whose last write was in a moving slot can follow it (``sessions.install``).
 - Malformed entry data is answered INVALID and changes nothing, not even the clock, on
   every replica alike. A command that decodes but is meaningless (``command_error``) is
   answered INVALID and changes no data; it still advances the clock and, if it carries a
@@ -65,6 +71,7 @@ from kvcluster.kv.commands import (
     ExpireSweep,
     KvCommand,
     MalformedCommand,
+    Noop,
     Op,
     SetFlag,
     command_error,
@@ -72,6 +79,7 @@ from kvcluster.kv.commands import (
 )
 from kvcluster.kv.result import KvResult, Status
 from kvcluster.kv.sessions import KvState, SessionInfo
+from kvcluster.kv.slot_moves import apply_move, guard_read, guard_write
 from kvcluster.kv.values import (
     decode_value,
     encode_value,
@@ -166,8 +174,16 @@ class KvStateMachine:
             result = self._apply_client(view, st, cmd)
         elif type(cmd) is ExpireSweep:
             result = self._apply_sweep(view, st.clock, cmd)
-        else:
+        elif type(cmd) is Noop:
             result = _OK
+        else:
+            result = apply_move(
+                view,
+                st,
+                cmd,  # type: ignore[arg-type]  # the remaining members are the move commands
+                self._max_sessions,
+                self._session_ttl_ms,
+            )
         st.store(view)
         return result
 
@@ -177,7 +193,8 @@ class KvStateMachine:
         if op in READ_OPS:  # a read that went through the log: no session, no change
             if error is not None:
                 return _invalid(error)
-            return _READS[op](view, self._slot_of(cmd.key), cmd, st.clock)
+            slot = self._slot_of(cmd.key)
+            return guard_read(view, slot) or _READS[op](view, slot, cmd, st.clock)
         client_id = cmd.client_id
         link = None
         if client_id:
@@ -191,12 +208,16 @@ class KvStateMachine:
                     return sessions.last_result(view, client_id)
                 if cmd.seq < last_seq:
                     return _invalid(f"stale sequence {cmd.seq} (already answered; last {last_seq})")
+        slot = self._slot_of(cmd.key) if len(cmd.key) <= MAX_KEY_BYTES else -1
         if error is not None:
             result = _invalid(error)
         else:
-            result = _WRITES[op](view, self._slot_of(cmd.key), cmd, st.clock)
+            refused = guard_write(view, slot, cmd.key)
+            if refused is not None:
+                return refused  # TRYAGAIN / MOVED: not applied, so not remembered
+            result = _WRITES[op](view, slot, cmd, st.clock)
         if client_id:
-            sessions.remember(view, st, client_id, cmd.seq, result, link, self._max_sessions)
+            sessions.remember(view, st, client_id, cmd.seq, result, link, self._max_sessions, slot)
         return result
 
     def _apply_sweep(self, view: KvView, now: int, cmd: ExpireSweep) -> KvResult:
@@ -206,7 +227,7 @@ class KvStateMachine:
                 continue  # never stored
             slot = self._slot_of(key)
             raw = view.get(slot, key)
-            if raw is not None and is_expired(raw, now):
+            if raw is not None and is_expired(raw, now) and guard_write(view, slot, key) is None:
                 view.delete(slot, key)
                 deleted += 1
         return KvResult(Status.OK, int_value=deleted)
@@ -224,7 +245,8 @@ class KvStateMachine:
         if error is not None:
             return _invalid(error)
         now = max(now_ms, sessions.read_clock(view))
-        return _READS[cmd.op](view, self._slot_of(cmd.key), cmd, now)
+        slot = self._slot_of(cmd.key)
+        return guard_read(view, slot) or _READS[cmd.op](view, slot, cmd, now)
 
     # -- inspection -------------------------------------------------------------------------
     def clock(self, view: KvReadView) -> int:

@@ -11,6 +11,10 @@ Contract:
   snapshot or a restart that keeps them keeps everything; a snapshot must copy both kinds.
 - The applied index is not the state machine's business: the storage records it in the
   same transaction in which the entry is applied.
+- ``scan`` pages through one slot in key order (keys after ``start_after``, at most
+  ``limit``); ``delete_slot`` removes every key of a slot (a slot migrated away). Slots
+  ``16384..32767`` are shadow slots the state machine uses for its own bookkeeping (dirty
+  marks of a migrating slot).
 - Keys the state machine passes are at most ``commands.MAX_KEY_BYTES`` long.
 - A record that is not in the form the state machine writes raises ``CorruptKvState``
   (storage corruption or a foreign writer); the caller aborts the transaction.
@@ -34,6 +38,9 @@ class KvReadView(Protocol):
 
     def get(self, slot: int, key: bytes) -> bytes | None: ...
     def get_meta(self, name: bytes) -> bytes | None: ...
+    def scan(
+        self, slot: int, start_after: bytes | None, limit: int
+    ) -> list[tuple[bytes, bytes]]: ...
 
 
 class KvView(KvReadView, Protocol):
@@ -43,3 +50,4 @@ class KvView(KvReadView, Protocol):
     def delete(self, slot: int, key: bytes) -> bool: ...
     def put_meta(self, name: bytes, value: bytes) -> None: ...
     def delete_meta(self, name: bytes) -> bool: ...
+    def delete_slot(self, slot: int) -> int: ...

@@ -41,6 +41,32 @@ class GroupKvReadView:
     def get_meta(self, name: bytes) -> bytes | None:
         return self._txn.get(self._meta_key(name), db=self._db)
 
+    def scan(self, slot: int, start_after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` ``(key, value)`` pairs of ``slot`` after ``start_after``, in order."""
+        prefix = codec.slot_prefix(self.group, self._check_slot(slot))
+        out: list[tuple[bytes, bytes]] = []
+        if limit <= 0:
+            return out
+        cur = self._txn.cursor(db=self._db)
+        start = prefix if start_after is None else prefix + start_after
+        if not cur.set_range(start):
+            return out
+        if start_after is not None and cur.key() == start and not cur.next():
+            return out
+        n = len(prefix)
+        for raw, value in cur.iternext():
+            if raw[:n] != prefix:
+                break
+            out.append((raw[n:], value))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _check_slot(self, slot: int) -> int:
+        if not 0 <= slot <= codec.DATA_SLOT_MAX:
+            raise InvalidArgument(f"slot {slot} out of range 0..{codec.DATA_SLOT_MAX}")
+        return slot
+
     def _key(self, slot: int, key: bytes) -> bytes:
         if not 0 <= slot <= codec.DATA_SLOT_MAX:
             raise InvalidArgument(f"slot {slot} out of range 0..{codec.DATA_SLOT_MAX}")
@@ -74,3 +100,9 @@ class GroupKvView(GroupKvReadView):
 
     def delete_meta(self, name: bytes) -> bool:
         return self._w._delete(self._meta_key(name), self._db)
+
+    def delete_slot(self, slot: int) -> int:
+        """Delete every key of ``slot``; how many there were."""
+        return self._w._delete_prefix(
+            self._db, codec.slot_prefix(self.group, self._check_slot(slot))
+        )

@@ -74,27 +74,10 @@ class ReadTxn:
     ) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` pairs of one slot in key order: keys > ``start_after`` (all if
         None), at most ``limit`` of them (all if None). Page with the last key returned."""
-        self._require_group(group)
-        prefix = self._slot_prefix(group, slot)
-        out: list[tuple[bytes, bytes]] = []
-        if limit is not None and limit <= 0:
-            return out
         if start_after is not None and len(start_after) > self._store.max_user_key_size:
             raise InvalidArgument(f"start_after of {len(start_after)} bytes is longer than a key")
-        cur = self._txn.cursor(db=self._store._kv)
-        start = prefix if start_after is None else prefix + start_after
-        if not cur.set_range(start):
-            return out
-        if start_after is not None and cur.key() == start and not cur.next():
-            return out
-        n = len(prefix)
-        for raw, value in cur.iternext():
-            if raw[:n] != prefix:
-                break
-            out.append((raw[n:], value))
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        view = self.kv_read_view(group)
+        return view.scan(slot, start_after, (1 << 62) if limit is None else limit)
 
     def count_slot(self, group: int, slot: int) -> int:
         """How many keys ``slot`` of ``group`` holds (a key scan: O(keys in the slot))."""
