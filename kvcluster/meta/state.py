@@ -8,6 +8,11 @@ Contract:
 - ``plan_bootstrap`` is the pure placement rule of ``kvctl cluster create``: slots spread
   evenly (contiguous ranges, sizes differing by at most one), group ``g``'s replicas on
   consecutive nodes so no node holds two replicas of one group.
+- The epoch is the routing version: it moves when owners, groups or nodes change.
+- ``migrations`` are the slot moves the meta group has recorded and not yet forgotten (at
+  most one per slot), with ids from ``next_migration_id``; their phases are
+  ``kvcluster.sharding.migration``'s. The owner of a slot under migration is ``owners``'
+  (the flip to the target happens in the same change that enters OWNERSHIP_FLIPPED).
 - Serialisation is plain JSON-friendly data; ``from_dict`` rejects malformed input.
 """
 
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 
 from kvcluster.errors import InvalidArgument
 from kvcluster.sharding import GroupInfo, SlotMap
+from kvcluster.sharding.migration import Migration
 
 __all__ = ["META_GROUP", "MetaState", "plan_bootstrap"]
 
@@ -32,6 +38,8 @@ class MetaState:
     nodes: dict[int, str] = field(default_factory=dict)  # node id -> address
     groups: dict[int, tuple[int, ...]] = field(default_factory=dict)  # group -> replica ids
     owners: tuple[tuple[int, int, int], ...] = ()  # (first slot, last slot, group)
+    migrations: tuple[Migration, ...] = ()
+    next_migration_id: int = 1
 
     @property
     def bootstrapped(self) -> bool:
@@ -58,6 +66,8 @@ class MetaState:
             "nodes": {str(k): v for k, v in sorted(self.nodes.items())},
             "groups": {str(k): list(v) for k, v in sorted(self.groups.items())},
             "owners": [list(r) for r in self.owners],
+            "migrations": [m.to_dict() for m in self.migrations],
+            "next_migration_id": self.next_migration_id,
         }
 
     def encode(self) -> bytes:
@@ -81,7 +91,16 @@ class MetaState:
             (int(a), int(b), int(g))
             for a, b, g in d["owners"]  # type: ignore[attr-defined]
         )
-        st = cls(str(d["cluster_id"]), int(d["epoch"]), nodes, groups, owners)  # type: ignore[call-overload]
+        migrations = tuple(Migration.from_dict(m) for m in d.get("migrations", ()))  # type: ignore[attr-defined]
+        st = cls(
+            str(d["cluster_id"]),
+            int(d["epoch"]),  # type: ignore[call-overload]
+            nodes,
+            groups,
+            owners,
+            migrations,
+            int(d.get("next_migration_id", 1)),  # type: ignore[call-overload]
+        )
         st.validate()
         return st
 
@@ -98,6 +117,23 @@ class MetaState:
             if g not in self.groups:
                 raise InvalidArgument(f"slots owned by unknown group {g}")
         self.slot_map()  # checks ranges
+        slots = [m.slot for m in self.migrations]
+        if len(set(slots)) != len(slots):
+            raise InvalidArgument("two migrations of one slot")
+        for m in self.migrations:
+            if m.source not in self.groups or m.target not in self.groups:
+                raise InvalidArgument(f"migration {m.migration_id} names an unknown group")
+            if m.migration_id >= self.next_migration_id:
+                raise InvalidArgument(f"migration id {m.migration_id} not below the next id")
+
+    def owner(self, slot: int) -> int | None:
+        for first, last, g in self.owners:
+            if first <= slot <= last:
+                return g
+        return None
+
+    def migration_of(self, slot: int) -> Migration | None:
+        return next((m for m in self.migrations if m.slot == slot), None)
 
 
 def plan_bootstrap(
