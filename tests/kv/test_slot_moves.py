@@ -499,7 +499,9 @@ def test_an_older_copy_attempt_is_refused() -> None:
     assert g.view.dump() == before
 
 
-@pytest.mark.parametrize("cmd", [chunk(1), Activate(50, SLOT, MID, 1)], ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize(
+    "cmd", [chunk(1), Activate(50, SLOT, MID, 1)], ids=lambda c: type(c).__name__
+)
 def test_chunks_and_activate_need_an_import_under_way(cmd: MoveCommand) -> None:
     g = target()
     g.apply(Noop(50))
