@@ -185,8 +185,9 @@ def status_cmd(ctx: click.Context) -> None:
                     "health": "ok" if g.leader_id else "no-leader",
                 }
             )
+    migrations = _migrations(ctx)
     if ctx.obj["json"]:
-        click.echo(json.dumps({"nodes": rows}))
+        click.echo(json.dumps({"nodes": rows, "migrations": migrations}))
         return
     click.echo(f"epoch {smap['epoch']}")
     cols = ["node", "address", "group", "role", "leader", "term", "commit", "applied"]
@@ -200,8 +201,37 @@ def status_cmd(ctx: click.Context) -> None:
             continue
         cells = {c: "" if r[c] is None else str(r[c]) for c in cols}
         click.echo("  ".join(f"{cells[c]:<{width.get(c, 8)}}" for c in cols))
+    if migrations is None:
+        click.echo("migrations: unknown (no meta leader answered)")
+    elif migrations:
+        phases: dict[str, int] = {}
+        for m in migrations:
+            phases[m["phase"]] = phases.get(m["phase"], 0) + 1
+        summary = ", ".join(f"{n} {p}" for p, n in sorted(phases.items()))
+        click.echo(f"migrations in progress: {len(migrations)} ({summary})")
+        for m in migrations[:10]:
+            click.echo(f"  slot {m['slot']}: group {m['source']} -> {m['target']}  {m['phase']}")
+        if len(migrations) > 10:
+            click.echo(f"  ... and {len(migrations) - 10} more")
+        click.echo("  (kvctl reshard --resume finishes them; --abort rolls back)")
     if any(not r["up"] for r in rows):
         sys.exit(EXIT_FAILED)
+
+
+def _migrations(ctx: click.Context) -> list[dict[str, Any]] | None:
+    """The migrations the meta group has recorded, or None if it could not be read."""
+    from kvcluster.reshard.rpc import LeaderCalls
+
+    seeds = [s for s in ctx.obj["cluster"].split(",") if s]
+    calls = LeaderCalls(
+        seeds, address_map=ctx.obj["address_map"], rpc_timeout=ctx.obj["timeout"], step_deadline=5
+    )
+    try:
+        return [m.to_dict() for m in calls.meta_state().migrations]
+    except KvClusterError:
+        return None
+    finally:
+        calls.close()
 
 
 @main.command("transfer-leader")
@@ -397,6 +427,16 @@ def bench_cmd(ctx: click.Context, /, **opts: Any) -> None:
         )
     click.echo(json.dumps(result))
 
+
+def _register() -> None:
+    from kvcluster.reshard.commands import group_cmd, rebalance_cmd, reshard_cmd
+
+    main.add_command(reshard_cmd)
+    main.add_command(rebalance_cmd)
+    main.add_command(group_cmd)
+
+
+_register()
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kvcluster import errors
@@ -251,6 +251,7 @@ class Attempts:
         self._target: str | None = None
         self._avoid: str | None = None
         self._maybe_sent = False
+        self._previous: str | None = None  # the address of the attempt before this one
 
     def next_address(self) -> str:
         return self._target or self._cache.target(self.slot, self._avoid)
@@ -278,6 +279,12 @@ class Attempts:
         )
         if isinstance(action, GiveUp):
             raise give_up_error(action, maybe_applied=self._maybe_sent and self.cmd.is_write)
+        if action.target is not None and action.target == self._previous and addr != action.target:
+            # Sent back where we just were (A -> B -> A): the two nodes disagree, usually for
+            # a moment while a new layout reaches them both (a slot just changed owners).
+            # Following at once would spend the budget in milliseconds: back off first.
+            action = replace(action, backoff_ticks=self._budget.backoff(self._attempt))
+        self._previous = addr
         with self._lock:
             self._cache.remember(self.slot, action)
         self.cmd.request.asking = action.asking

@@ -103,6 +103,7 @@ class Node:
             if nid != cfg.node_id:
                 self.transport.set_peer(nid, addr)
 
+        from kvcluster.node.migration_service import MigrationService
         from kvcluster.node.services import (
             AdminService,
             ClusterAdminService,
@@ -115,6 +116,7 @@ class Node:
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self._server)
         admin_pb2_grpc.add_ClusterInfoServicer_to_server(ClusterInfoService(self), self._server)
         admin_pb2_grpc.add_ClusterAdminServicer_to_server(ClusterAdminService(self), self._server)
+        admin_pb2_grpc.add_MigrationServicer_to_server(MigrationService(self), self._server)
         raft_pb2_grpc.add_RaftPeerServicer_to_server(self.transport.servicer(), self._server)
         if self._server.add_insecure_port(cfg.listen) == 0:
             raise KvClusterError(f"cannot listen on {cfg.listen}")
@@ -154,6 +156,13 @@ class Node:
                 store.create_group(gid, ConfState(state.groups[gid], ()))
             self._open_group(gid)
             log.info("group %d: replica opened (voters %s)", gid, list(state.groups[gid]))
+        mine = set(state.groups_of(self.cfg.node_id))
+        for gid in [g for g in self.groups if g != META_GROUP and g not in mine]:
+            # The group was removed from the layout (it owned no slot): close the replica and
+            # drop its data.
+            self.groups.pop(gid).fail_all(KvClusterError(f"group {gid} was removed"))
+            store.drop_group(gid)
+            log.info("group %d: removed from the layout; replica closed and dropped", gid)
         self._wake.set()
 
     def _maybe_bootstrap(self) -> None:

@@ -10,7 +10,11 @@ Contract:
   served from this replica's applied state without ReadIndex, on any replica, leader or
   not: linearizability is broken on purpose, so that jepsen-lite can show it catches it.
   The node logs a warning naming the variable at start-up.
-- A replica that is not the leader answers NOT_LEADER with the leader's address if known.
+- A replica that is not the leader answers NOT_LEADER with the leader's address if known;
+  so does a node that is shutting down (the request did not happen: retry elsewhere).
+- Slot migration: a request the state machine refuses with TRYAGAIN (the slot is frozen) is
+  held up to ``PARK_SECONDS`` for the slot's release and then answered MOVED, so a client
+  sees a cutover as one slow request plus one redirect, not a series of retries.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from kvcluster.errors import InvalidArgument, KvClusterError, NotLeader, ProposalDropped
 from kvcluster.kv.commands import READ_OPS, KvCommand, encode_command, validate_request
-from kvcluster.kv.result import KvResult
+from kvcluster.kv.result import KvResult, Status
+from kvcluster.kv.slot_moves import SlotState, read_record
 from kvcluster.meta import META_GROUP
 from kvcluster.sharding import key_slot
 from kvcluster.storage.errors import StorageFull
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
     from kvcluster.node.node import Node
 
 __all__ = ["UNSAFE_STALE_READS_ENV", "AdminService", "ClusterInfoService", "KvService"]
+
+#: How long a request refused with TRYAGAIN is held for its slot's release (see _park).
+PARK_SECONDS = 0.5
 
 #: TEST ONLY (jepsen-lite's self-test): serve every read locally, without ReadIndex.
 UNSAFE_STALE_READS_ENV = "KVCLUSTER_UNSAFE_STALE_READS"
@@ -48,6 +56,22 @@ def _response(r: KvResult) -> kv_pb2.Response:
         int_value=r.int_value,
         error=r.error,
     )
+
+
+def _answer(node: Node, slot: int, r: KvResult) -> kv_pb2.Response:
+    """The response for a state-machine answer; MOVED (a slot migrated away: ``int_value``
+    is its group) gets the owner's address and the layout's epoch, TRYAGAIN its slot."""
+    if r.status == Status.MOVED:
+        return kv_pb2.Response(
+            status=kv_pb2.MOVED,
+            slot=slot,
+            address=node.moved_address(r.int_value),
+            epoch=node.meta.epoch,
+            error=r.error,
+        )
+    if r.status == Status.TRYAGAIN:
+        return kv_pb2.Response(status=kv_pb2.TRYAGAIN, slot=slot, error=r.error)
+    return _response(r)
 
 
 def _error(status: Any, msg: str) -> kv_pb2.Response:
@@ -92,14 +116,18 @@ class KvService(kv_pb2_grpc.KVServicer):
         out: list[kv_pb2.Response | None] = [None] * n
         node.metrics.client_batch.observe(n)
         if not node.accepting:
+            # Not applied, and never will be here: NOT_LEADER (the client retries elsewhere,
+            # at the group's leader if this node knows another one), not a final error.
             return kv_pb2.BatchResponse(
-                responses=[_error(kv_pb2.UNAVAILABLE, "node is shutting down")] * n,
+                responses=[self._shutting_down(req.key) for req in batch.requests],
                 batch_id=batch.batch_id,
             )
         now = node.now_ms()
         # Route each request by its key's slot: serve it here if this node hosts the owning
         # group's leader; otherwise answer MOVED / NOT_LEADER / CLUSTERDOWN.
-        per_group: dict[int, tuple[list[tuple[int, bytes]], list[tuple[int, KvCommand, bool]]]] = {}
+        per_group: dict[
+            int, tuple[list[tuple[int, int, bytes]], list[tuple[int, KvCommand, bool]]]
+        ] = {}
         for i, req in enumerate(batch.requests):
             try:
                 cmd = KvCommand(
@@ -139,7 +167,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             elif node.storage_full:
                 out[i] = _error(kv_pb2.UNAVAILABLE, "storage full: write refused, not applied")
             else:
-                writes.append((i, encode_command(cmd)))
+                writes.append((i, slot, encode_command(cmd)))
 
         waits: list[asyncio.Future[Any]] = []
         for gid, (writes, reads) in per_group.items():
@@ -161,6 +189,18 @@ class KvService(kv_pb2_grpc.KVServicer):
         node.metrics.rpc_seconds.labels(rpc="execute").observe(time.perf_counter() - t0)
         return kv_pb2.BatchResponse(responses=responses, batch_id=batch.batch_id)
 
+    def _shutting_down(self, key: bytes) -> kv_pb2.Response:
+        node = self.node
+        owner = node.owner_of(key_slot(key))
+        g = node.groups.get(owner) if owner is not None else None
+        leader = g.leader_id if g is not None and g.leader_id != node.cfg.node_id else 0
+        return kv_pb2.Response(
+            status=kv_pb2.NOT_LEADER,
+            leader_id=leader,
+            address=node.address_of(leader) if leader else "",
+            error="node is shutting down",
+        )
+
     def _not_leader(self, g: GroupReplica) -> kv_pb2.Response:
         leader = g.leader_id
         return kv_pb2.Response(
@@ -171,23 +211,26 @@ class KvService(kv_pb2_grpc.KVServicer):
         )
 
     async def _writes(
-        self, g: GroupReplica, writes: list[tuple[int, bytes]], out: list[Any]
+        self, g: GroupReplica, writes: list[tuple[int, int, bytes]], out: list[Any]
     ) -> None:
         try:
-            futs = g.propose([data for _, data in writes])
+            futs = g.propose([data for _, _, data in writes])
         except NotLeader:
-            for i, _ in writes:
+            for i, _, _ in writes:
                 out[i] = self._not_leader(g)
             return
         except ProposalDropped as e:
-            for i, _ in writes:
+            for i, _, _ in writes:
                 out[i] = _error(kv_pb2.NOT_LEADER, str(e))
             return
         self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
         try:
-            for (i, _), fut in zip(writes, futs, strict=True):
+            for (i, slot, _), fut in zip(writes, futs, strict=True):
                 try:
-                    out[i] = _response(await fut)
+                    result = await fut
+                    if result.status == Status.TRYAGAIN:
+                        result = await self._park(g, slot, result)
+                    out[i] = _answer(self.node, slot, result)
                 except ProposalDropped:
                     # Certainly not applied at that index, and it can never be: retry.
                     out[i] = self._not_leader(g)
@@ -220,6 +263,36 @@ class KvService(kv_pb2_grpc.KVServicer):
                 out[i] = self._not_leader(g)
             return
         self._serve(g, linear, out, "linearizable")
+        frozen = [(i, c) for i, c in linear if out[i].status == kv_pb2.TRYAGAIN]
+        for i, cmd in frozen:
+            slot = key_slot(cmd.key)
+            parked = await self._park(g, slot, KvResult(Status.TRYAGAIN))
+            if parked.status == Status.MOVED:
+                out[i] = _answer(self.node, slot, parked)
+
+    async def _park(self, g: GroupReplica, slot: int, refused: KvResult) -> KvResult:
+        """A request refused with TRYAGAIN (its slot is frozen by a migration): hold the
+        answer until the slot is released here — then the answer is MOVED, which sends the
+        client straight to the new owner — or until ``PARK_SECONDS`` pass. The request did
+        not happen here either way, so holding it changes no outcome, only how soon the
+        client finds the slot. Anything else (unfrozen by an abort, activated) is TRYAGAIN:
+        the client retries at once."""
+        store = self.node.store
+        assert store is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PARK_SECONDS
+        while (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(g.wait_applied(g.applied + 1), left)
+            except TimeoutError:
+                break
+            with store.read() as txn:
+                rec = read_record(txn.kv_read_view(g.group_id), slot)
+            if rec is None or rec.state not in (SlotState.FROZEN, SlotState.IMPORTING):
+                if rec is not None and rec.state == SlotState.RELEASED:
+                    return KvResult(Status.MOVED, int_value=rec.peer, error="slot moved")
+                break
+        return refused
 
     def _serve(
         self, g: GroupReplica, reads: list[tuple[int, KvCommand]], out: list[Any], level: str
@@ -230,7 +303,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         with store.read() as txn:
             view = txn.kv_read_view(g.group_id)
             for i, cmd in reads:
-                out[i] = _response(self.node.sm.read(view, cmd, now))
+                out[i] = _answer(self.node, key_slot(cmd.key), self.node.sm.read(view, cmd, now))
         self.node.metrics.reads.labels(group=str(g.group_id), consistency=level).inc(len(reads))
 
 

@@ -3,6 +3,7 @@
 - ``slots``: ``key_slot`` (CRC16/XMODEM mod 16384 with Redis Cluster's hash tags).
 - ``groups`` and ``slot_map``: the immutable, epoch-versioned ``SlotMap`` and its ``GroupInfo``.
 - ``migration``: the phases of a slot migration and their legal transitions.
+- ``rebalance``: which slots to move for ``kvctl reshard`` and ``kvctl rebalance``.
 - ``routing``: what a node answers for a slot (serve, MOVED, ASK, TRYAGAIN, ...).
 - ``retry``: what a client does with that answer, within a retry budget.
 
@@ -21,6 +22,7 @@ from kvcluster.sharding.migration import (
     advance,
     next_phase,
 )
+from kvcluster.sharding.rebalance import plan_rebalance, plan_reshard
 from kvcluster.sharding.retry import (
     GiveUp,
     Reply,
@@ -80,6 +82,8 @@ __all__ = [
     "key_slot",
     "next_action",
     "next_phase",
+    "plan_rebalance",
+    "plan_reshard",
     "reply_error",
     "route_request",
 ]

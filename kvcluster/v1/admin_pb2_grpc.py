@@ -284,3 +284,161 @@ class ClusterAdmin:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class MigrationStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Propose = channel.unary_unary(
+                '/kvcluster.v1.Migration/Propose',
+                request_serializer=kvcluster_dot_v1_dot_admin__pb2.ProposeRequest.SerializeToString,
+                response_deserializer=kvcluster_dot_v1_dot_admin__pb2.ProposeResponse.FromString,
+                _registered_method=True)
+        self.MetaState = channel.unary_unary(
+                '/kvcluster.v1.Migration/MetaState',
+                request_serializer=kvcluster_dot_v1_dot_admin__pb2.MetaStateRequest.SerializeToString,
+                response_deserializer=kvcluster_dot_v1_dot_admin__pb2.MetaStateResponse.FromString,
+                _registered_method=True)
+        self.ScanSlots = channel.unary_unary(
+                '/kvcluster.v1.Migration/ScanSlots',
+                request_serializer=kvcluster_dot_v1_dot_admin__pb2.ScanSlotsRequest.SerializeToString,
+                response_deserializer=kvcluster_dot_v1_dot_admin__pb2.ScanSlotsResponse.FromString,
+                _registered_method=True)
+
+
+class MigrationServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Propose(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MetaState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanSlots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MigrationServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Propose': grpc.unary_unary_rpc_method_handler(
+                    servicer.Propose,
+                    request_deserializer=kvcluster_dot_v1_dot_admin__pb2.ProposeRequest.FromString,
+                    response_serializer=kvcluster_dot_v1_dot_admin__pb2.ProposeResponse.SerializeToString,
+            ),
+            'MetaState': grpc.unary_unary_rpc_method_handler(
+                    servicer.MetaState,
+                    request_deserializer=kvcluster_dot_v1_dot_admin__pb2.MetaStateRequest.FromString,
+                    response_serializer=kvcluster_dot_v1_dot_admin__pb2.MetaStateResponse.SerializeToString,
+            ),
+            'ScanSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanSlots,
+                    request_deserializer=kvcluster_dot_v1_dot_admin__pb2.ScanSlotsRequest.FromString,
+                    response_serializer=kvcluster_dot_v1_dot_admin__pb2.ScanSlotsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kvcluster.v1.Migration', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kvcluster.v1.Migration', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Migration:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Propose(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvcluster.v1.Migration/Propose',
+            kvcluster_dot_v1_dot_admin__pb2.ProposeRequest.SerializeToString,
+            kvcluster_dot_v1_dot_admin__pb2.ProposeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MetaState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvcluster.v1.Migration/MetaState',
+            kvcluster_dot_v1_dot_admin__pb2.MetaStateRequest.SerializeToString,
+            kvcluster_dot_v1_dot_admin__pb2.MetaStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvcluster.v1.Migration/ScanSlots',
+            kvcluster_dot_v1_dot_admin__pb2.ScanSlotsRequest.SerializeToString,
+            kvcluster_dot_v1_dot_admin__pb2.ScanSlotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,485 @@
+"""The migration executor: drives the migrations the meta group has recorded to their end.
+
+Contract:
+- State lives in the cluster, never here: the meta group records each migration and its
+  phase, the groups record their side of the slot (``kvcluster.kv.slot_moves``). The executor
+  reads the layout, takes each unfinished migration from the phase it is in, and retries
+  every step until it is applied (steps are idempotent). So it can be stopped at any point
+  (Ctrl-C, a crash, a killed node) and a new run resumes; two runs at once are safe (a copy
+  attempt of one makes the other's chunks no-ops).
+- One slot, in order (``M`` = meta group, ``S`` = source, ``T`` = target)::
+
+      M: COPYING                                 (recorded before anything moves)
+      S: MigrateOut      dirty tracking starts; S keeps serving
+      T: ImportBegin(a)  copy attempt a = T's last attempt + 1: T clears the slot
+      T: ImportChunk*    pages of S's slot (linearizable scans), throttled
+      M: FROZEN          recorded before the freeze: "freezing may have begun"
+      S: Freeze          cutover starts: the slot answers TRYAGAIN on S
+      T: ImportChunk     the dirty keys (current value or delete) and the sessions whose
+         + Activate      last write was in the slot, then Activate, in one batch: T serves
+                         the slot (nobody routes to it before the flip)
+      M: OWNERSHIP_FLIPPED  at the same time (epoch + 1: the slot is T's)
+      S: Release         S answers MOVED (cutover ends for clients) and deletes its copy
+      M: SOURCE_RELEASED, DONE  (one batch)
+
+  The steps are taken for a whole wave of slots at once (``batch`` slots, one proposal per
+  group per step, ``parallel`` waves at a time).
+
+  Resuming in COPYING or FROZEN repeats the copy as a new attempt, then freezes (again: a
+  no-op if done) and makes the final pass; the copy of a frozen source is exact.
+  Aborting (before the flip only) is ``M: abort`` first — after that the flip can never
+  happen, so the target's copy, even active, was never routed to — then ``S: Unfreeze``,
+  ``T: DropImport``, ``M: forget``.
+- ``stop`` (an Event) is honoured between steps *before* a freeze: a migration is never
+  left frozen by a stop, only by a crash of the executor itself (then ``run`` again, or
+  ``abort``). Migrations run ``parallel`` at a time.
+- Progress: ``on_slot(SlotReport)`` after each finished or aborted migration.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kvcluster.errors import InvalidArgument
+from kvcluster.kv._msgpack import unpack
+from kvcluster.kv.commands import encode_command
+from kvcluster.kv.slot_moves import (
+    MAX_CHUNK_KEYS,
+    Activate,
+    DropImport,
+    Freeze,
+    ImportBegin,
+    ImportChunk,
+    MigrateOut,
+    Release,
+    SlotState,
+    Unfreeze,
+)
+from kvcluster.meta import (
+    META_GROUP,
+    AbortMove,
+    AdvanceMoves,
+    ForgetMove,
+    MetaState,
+    PlanMoves,
+)
+from kvcluster.reshard.rpc import LeaderCalls
+from kvcluster.sharding.migration import Migration, Phase
+from kvcluster.v1 import admin_pb2
+
+__all__ = ["Executor", "SlotReport"]
+
+_CHUNK_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    migration_id: int
+    slot: int
+    source: int
+    target: int
+    outcome: str  # "done" | "aborted" | "stopped"
+    keys: int  # keys copied in the bulk pass
+    bytes: int
+    dirty: int  # keys sent in the final pass
+    seconds: float
+    cutover_ms: float  # Freeze sent -> Activate applied (0 if not reached)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Wave:
+    """Per-slot bookkeeping of one wave: copy attempt, chunks sent, what was copied."""
+
+    def __init__(self, migrations: list[Migration]) -> None:
+        self.migrations = migrations
+        self.attempt: dict[int, int] = {}
+        self.chunk: dict[int, int] = {m.slot: 0 for m in migrations}
+        self.keys: dict[int, int] = dict.fromkeys(self.chunk, 0)
+        self.bytes: dict[int, int] = dict.fromkeys(self.chunk, 0)
+        self.dirty: dict[int, int] = dict.fromkeys(self.chunk, 0)
+        self.frozen_at = 0.0
+        self.cutover_ms = 0.0
+
+    def pairs(self) -> dict[tuple[int, int], list[Migration]]:
+        out: dict[tuple[int, int], list[Migration]] = {}
+        for m in self.migrations:
+            out.setdefault((m.source, m.target), []).append(m)
+        return out
+
+    def by(self, role: str) -> dict[int, list[Migration]]:
+        out: dict[int, list[Migration]] = {}
+        for m in self.migrations:
+            out.setdefault(m.source if role == "source" else m.target, []).append(m)
+        return out
+
+    def next_chunk(self, slot: int) -> int:
+        self.chunk[slot] += 1
+        return self.chunk[slot]
+
+
+class Executor:
+    def __init__(
+        self,
+        calls: LeaderCalls,
+        *,
+        batch: int = 64,
+        parallel: int = 2,
+        throttle_keys_per_s: float = 0.0,
+        stop: threading.Event | None = None,
+        on_slot: Callable[[SlotReport], None] | None = None,
+        chunk_keys: int = 500,
+        seed: int | None = None,
+    ) -> None:
+        if batch < 1 or parallel < 1:
+            raise InvalidArgument("batch and parallel must be at least 1")
+        self.calls = calls
+        self.batch = batch
+        self.parallel = parallel
+        self.throttle = throttle_keys_per_s
+        self.stop = stop or threading.Event()
+        self.on_slot = on_slot or (lambda r: None)
+        self.chunk_keys = min(chunk_keys, MAX_CHUNK_KEYS)
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._next_send = time.monotonic()
+
+    # -- planning ------------------------------------------------------------------------
+    def plan(self, moves: list[tuple[int, int]]) -> MetaState:
+        """Record ``moves`` in the meta group (all or nothing); the layout after."""
+        if moves:
+            self._meta([PlanMoves(tuple(moves)).encode()])
+        return self.calls.meta_state()
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> list[SlotReport]:
+        """Drive every unfinished migration to DONE (and finish cleaning ABORTED ones)."""
+        todo = list(self.calls.meta_state().migrations)
+        aborted = [m for m in todo if m.phase == Phase.ABORTED]
+        flipped = [m for m in todo if m.is_flipped]
+        frozen = [m for m in todo if m.phase == Phase.FROZEN]
+        fresh = [m for m in todo if m.phase in (Phase.PENDING, Phase.COPYING)]
+        jobs: list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]] = []
+        jobs += [(self._abort_wave, w) for w in self._waves(aborted)]
+        jobs += [(self._finish_wave, w) for w in self._waves(flipped)]
+        jobs += [(self._resume_frozen_wave, w) for w in self._waves(frozen)]
+        jobs += [(self._move_wave, w) for w in self._waves(fresh)]
+        return self._each(jobs)
+
+    def abort(self) -> list[SlotReport]:
+        """Roll back every migration not yet flipped; finish the flipped ones."""
+        todo = list(self.calls.meta_state().migrations)
+        jobs: list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]] = []
+        jobs += [(self._finish_wave, w) for w in self._waves([m for m in todo if m.is_flipped])]
+        jobs += [(self._abort_wave, w) for w in self._waves([m for m in todo if not m.is_flipped])]
+        return self._each(jobs)
+
+    def _waves(self, ms: list[Migration]) -> list[list[Migration]]:
+        ms = sorted(ms, key=lambda m: (m.source, m.target, m.slot))
+        return [ms[i : i + self.batch] for i in range(0, len(ms), self.batch)]
+
+    def _each(
+        self, jobs: list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]]
+    ) -> list[SlotReport]:
+        reports: list[SlotReport] = []
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="migrate") as pool:
+            futures = [pool.submit(fn, _Wave(ms)) for fn, ms in jobs]
+            for fut in futures:
+                for report in fut.result():
+                    reports.append(report)
+                    self.on_slot(report)
+        return reports
+
+    # -- the waves -----------------------------------------------------------------------
+    def _move_wave(self, w: _Wave, *, stoppable: bool = True) -> list[SlotReport]:
+        t0 = time.monotonic()
+        try:
+            if stoppable:
+                self._check_stop()
+            pending = [m for m in w.migrations if m.phase == Phase.PENDING]
+            self._advance(pending, Phase.COPYING)
+            self._per_group(
+                w.by("source"),
+                lambda ms: [MigrateOut(0, m.slot, m.migration_id, m.target) for m in ms],
+            )
+            self._begin_imports(w)
+            self._for_pairs(w, lambda ms: self._copy(w, ms, stoppable))
+            if stoppable:
+                self._check_stop()
+                self._advance(w.migrations, Phase.FROZEN)  # before the cutover starts
+        except _Stopped:
+            return self._reports(w, "stopped", t0)
+        w.frozen_at = time.monotonic()
+        self._per_group(w.by("source"), lambda ms: [Freeze(0, m.slot, m.migration_id) for m in ms])
+        # The target takes the final pass and activates (one batch per pair) while the meta
+        # group flips the owners: nobody routes to the target before the flip, and an abort
+        # before it drops the target's copy, active or not.
+        self._parallel(
+            lambda job: job(),
+            [
+                lambda: self._for_pairs(w, lambda ms: self._final_pass(w, ms)),
+                lambda: self._advance(w.migrations, Phase.OWNERSHIP_FLIPPED),
+            ],
+        )
+        w.cutover_ms = (time.monotonic() - w.frozen_at) * 1000
+        return self._finish_wave(w, t0, activated=True)
+
+    def _resume_frozen_wave(self, w: _Wave) -> list[SlotReport]:
+        """A wave left FROZEN: freezing may have begun, so no stopping now."""
+        return self._move_wave(w, stoppable=False)
+
+    def _finish_wave(
+        self, w: _Wave, t0: float | None = None, *, activated: bool = False
+    ) -> list[SlotReport]:
+        t0 = time.monotonic() if t0 is None else t0
+        flipped = [m for m in w.migrations if m.phase != Phase.SOURCE_RELEASED]
+        if flipped:
+            if not activated:  # resumed after the flip: activate the target's current copy
+                self._read_attempts(w, fresh=False)
+                self._per_group(
+                    _by_target(flipped),
+                    lambda ms: [Activate(0, m.slot, m.migration_id, w.attempt[m.slot]) for m in ms],
+                )
+            self._per_group(
+                _by_source(flipped), lambda ms: [Release(0, m.slot, m.migration_id) for m in ms]
+            )
+        ids = tuple(m.migration_id for m in flipped)
+        self._meta(
+            [AdvanceMoves(ids, Phase.SOURCE_RELEASED).encode()] * bool(ids)
+            + [AdvanceMoves(tuple(m.migration_id for m in w.migrations), Phase.DONE).encode()]
+        )
+        return self._reports(w, "done", t0)
+
+    def _abort_wave(self, w: _Wave) -> list[SlotReport]:
+        t0 = time.monotonic()
+        self._meta([AbortMove(m.migration_id).encode() for m in w.migrations])
+        self._per_group(
+            w.by("source"), lambda ms: [Unfreeze(0, m.slot, m.migration_id) for m in ms]
+        )
+        self._per_group(
+            w.by("target"), lambda ms: [DropImport(0, m.slot, m.migration_id) for m in ms]
+        )
+        self._meta([ForgetMove(m.migration_id).encode() for m in w.migrations])
+        return self._reports(w, "aborted", t0)
+
+    def _reports(self, w: _Wave, outcome: str, t0: float) -> list[SlotReport]:
+        took = time.monotonic() - t0
+        return [
+            SlotReport(
+                m.migration_id,
+                m.slot,
+                m.source,
+                m.target,
+                outcome,
+                w.keys[m.slot],
+                w.bytes[m.slot],
+                w.dirty[m.slot],
+                took,
+                w.cutover_ms,
+            )
+            for m in w.migrations
+        ]
+
+    # -- steps ---------------------------------------------------------------------------
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+
+    def _meta(self, commands: list[bytes]) -> None:
+        if commands:
+            self.calls.propose(META_GROUP, commands)
+
+    def _advance(self, ms: list[Migration], phase: Phase) -> None:
+        """One meta entry advances the whole wave (one epoch for all its flips)."""
+        if ms:
+            self._meta([AdvanceMoves(tuple(m.migration_id for m in ms), phase).encode()])
+
+    def _per_group(
+        self, groups: dict[int, list[Migration]], make: Callable[[list[Migration]], list[object]]
+    ) -> None:
+        """One batched proposal per group, the groups in parallel."""
+
+        def one(item: tuple[int, list[Migration]]) -> None:
+            group, ms = item
+            self.calls.propose(group, [encode_command(c) for c in make(ms)])  # type: ignore[arg-type]
+
+        self._parallel(one, list(groups.items()))
+
+    def _for_pairs(self, w: _Wave, fn: Callable[[list[Migration]], None]) -> None:
+        self._parallel(fn, list(w.pairs().values()))
+
+    def _parallel(self, fn: Callable[[Any], None], items: list[Any]) -> None:
+        if len(items) == 1:
+            fn(items[0])
+            return
+        with ThreadPoolExecutor(max(1, len(items))) as pool:
+            for _ in pool.map(fn, items):
+                pass
+
+    def _read_attempts(self, w: _Wave, *, fresh: bool) -> None:
+        """Each slot's copy attempt from its target's record: the current one, or (``fresh``)
+        a new, higher one (counter in the high bits, random low bits, so two executors at
+        once never pick the same: the higher wins, the other is refused)."""
+        for target, ms in w.by("target").items():
+            r = self.calls.scan(target, [m.slot for m in ms], admin_pb2.DATA, limit=1)
+            for m, raw in zip(ms, r.records, strict=True):
+                current = 0
+                if raw:
+                    state, mid, _, attempt, _ = unpack(raw)
+                    if mid == m.migration_id and state == SlotState.IMPORTING:
+                        current = attempt
+                if fresh:
+                    with self._lock:
+                        low = self._rng.getrandbits(31) + 1
+                    w.attempt[m.slot] = (((current >> 32) + 1) << 32) | low
+                else:
+                    w.attempt[m.slot] = current
+
+    def _begin_imports(self, w: _Wave) -> None:
+        self._read_attempts(w, fresh=True)
+        self._per_group(
+            w.by("target"),
+            lambda ms: [
+                ImportBegin(0, m.slot, m.migration_id, m.source, w.attempt[m.slot]) for m in ms
+            ],
+        )
+
+    def _pages(self, group: int, slots: list[int], kind: int) -> Iterator[Any]:
+        start_slot, after = 0, None
+        while True:
+            r = self.calls.scan(
+                group, slots, kind, start_slot=start_slot, start_after=after, limit=self.chunk_keys
+            )
+            yield r
+            if r.done:
+                return
+            start_slot, after = r.next_slot, r.next_after
+
+    def _chunks(
+        self,
+        w: _Wave,
+        by_slot: dict[int, Migration],
+        r: Any,
+        puts: dict[int, list[tuple[bytes, bytes | None]]],
+        sessions: dict[int, list[tuple[int, int, bytes]]] | None = None,
+    ) -> list[bytes]:
+        """ImportChunk commands for one page: per slot, chunks within the size limits."""
+        out: list[bytes] = []
+        sessions = sessions or {}
+        for slot in sorted(set(puts) | set(sessions)):
+            m = by_slot[slot]
+            batches = list(_split(puts.get(slot, []))) or [[]]
+            sess = sessions.get(slot, [])
+            for i, batch in enumerate(batches):
+                last = i == len(batches) - 1
+                chunk_sess = sess if last and len(sess) <= MAX_CHUNK_KEYS else []
+                out.append(self._chunk(w, m, r.clock, batch, chunk_sess))
+            if len(sess) > MAX_CHUNK_KEYS:
+                for j in range(0, len(sess), MAX_CHUNK_KEYS):
+                    out.append(self._chunk(w, m, r.clock, [], sess[j : j + MAX_CHUNK_KEYS]))
+        return out
+
+    def _chunk(
+        self,
+        w: _Wave,
+        m: Migration,
+        clock: int,
+        puts: list[tuple[bytes, bytes | None]],
+        sessions: list[tuple[int, int, bytes]],
+    ) -> bytes:
+        """The next chunk of ``m``'s slot, stamped with the source's clock."""
+        slot = m.slot
+        return encode_command(
+            ImportChunk(
+                clock,
+                slot,
+                m.migration_id,
+                w.attempt[slot],
+                w.next_chunk(slot),
+                tuple(puts),
+                tuple(sessions),
+            )
+        )
+
+    def _copy(self, w: _Wave, ms: list[Migration], stoppable: bool) -> None:
+        """The bulk pass of one (source, target) pair while the source serves."""
+        source, target = ms[0].source, ms[0].target
+        by_slot = {m.slot: m for m in ms}
+        for r in self._pages(source, [m.slot for m in ms], admin_pb2.DATA):
+            if stoppable:
+                self._check_stop()
+            puts: dict[int, list[tuple[bytes, bytes | None]]] = {}
+            for slot, k, v in zip(r.entry_slots, r.keys, r.values, strict=True):
+                puts.setdefault(slot, []).append((k, v))
+                w.keys[slot] += 1
+                w.bytes[slot] += len(k) + len(v)
+            if puts:
+                self._pace(sum(len(p) for p in puts.values()))
+                self.calls.propose(target, self._chunks(w, by_slot, r, puts))
+
+    def _final_pass(self, w: _Wave, ms: list[Migration]) -> None:
+        """The dirty keys and the sessions of the frozen slots, read together; every slot
+        gets at least one final chunk (carrying the source's clock at the freeze), and the
+        target activates the slots in the same batch."""
+        source, target = ms[0].source, ms[0].target
+        slots = [m.slot for m in ms]
+        by_slot = {m.slot: m for m in ms}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            dirty_f = pool.submit(lambda: list(self._pages(source, slots, admin_pb2.DIRTY)))
+            sess_f = pool.submit(lambda: self.calls.scan(source, slots, admin_pb2.SESSIONS))
+            dirty_rs, sess_r = dirty_f.result(), sess_f.result()
+        puts: dict[int, list[tuple[bytes, bytes | None]]] = {s: [] for s in slots}
+        for r in dirty_rs:
+            for slot, k, v, present in zip(r.entry_slots, r.keys, r.values, r.present, strict=True):
+                puts[slot].append((k, v if present else None))
+                w.dirty[slot] += 1
+        sessions: dict[int, list[tuple[int, int, bytes]]] = {}
+        for slot, k, rec, seq in zip(
+            sess_r.entry_slots, sess_r.keys, sess_r.values, sess_r.seqs, strict=True
+        ):
+            sessions.setdefault(slot, []).append((int.from_bytes(k, "big"), seq, rec))
+        last = max([sess_r, *dirty_rs], key=lambda r: r.clock)
+        activate = [
+            encode_command(Activate(0, m.slot, m.migration_id, w.attempt[m.slot])) for m in ms
+        ]
+        self.calls.propose(target, self._chunks(w, by_slot, last, puts, sessions) + activate)
+
+    def _pace(self, n: int) -> None:
+        if self.throttle <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_send)
+            self._next_send = start + n / self.throttle
+        if start > now:
+            time.sleep(start - now)
+
+
+def _by_source(ms: list[Migration]) -> dict[int, list[Migration]]:
+    return _Wave(ms).by("source")
+
+
+def _by_target(ms: list[Migration]) -> dict[int, list[Migration]]:
+    return _Wave(ms).by("target")
+
+
+def _split(puts: list[tuple[bytes, bytes | None]]) -> Iterator[list[tuple[bytes, bytes | None]]]:
+    """Chunks of at most MAX_CHUNK_KEYS keys and about _CHUNK_BYTES bytes."""
+    batch: list[tuple[bytes, bytes | None]] = []
+    size = 0
+    for k, v in puts:
+        batch.append((k, v))
+        size += len(k) + (len(v) if v else 0)
+        if len(batch) >= MAX_CHUNK_KEYS or size >= _CHUNK_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

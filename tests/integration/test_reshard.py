@@ -1,0 +1,294 @@
+"""Online slot migration on a real 3-node cluster, checked for linearizability.
+
+Concurrent clients read, write and CAS many registers while slots move; the history they
+record goes through jepsen-lite's checker, and the final contents must be exactly what the
+history says. Then the same under SIGKILLs of the source, target and meta leaders at
+different points of a migration, and the operator's cancel / resume / abort.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+from jepsen_lite.checker import check_history
+
+from kvcluster.client import Client
+from kvcluster.errors import KvClusterError, OutcomeUnknown, RetryBudgetExhausted
+from kvcluster.local import LocalCluster
+from kvcluster.meta import META_GROUP
+from kvcluster.reshard import Executor, LeaderCalls, SlotReport
+from kvcluster.sharding import key_slot
+from kvcluster.sharding.migration import Phase
+
+
+class RegisterWorkload:
+    """``threads`` clients doing read / write / cas on ``keys``, recording a history in
+    jepsen-lite's format. An operation whose outcome is unknown is ``info`` and its process
+    retires (the thread goes on as a new process)."""
+
+    def __init__(self, seeds: str, keys: list[str], threads: int = 6, seed: int = 7) -> None:
+        self.seeds = seeds
+        self.keys = keys
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._next_process = 0
+        self.stop = threading.Event()
+        self.ok_ops = 0
+        self._threads = [
+            threading.Thread(target=self._loop, args=(random.Random(seed + i),), daemon=True)
+            for i in range(threads)
+        ]
+
+    def _event(self, **e: Any) -> None:
+        with self._lock:
+            e["time"] = time.monotonic_ns()
+            self.events.append(e)
+
+    def _new_process(self) -> int:
+        with self._lock:
+            self._next_process += 1
+            return self._next_process
+
+    def _loop(self, rng: random.Random) -> None:
+        client = Client(self.seeds, timeout=3.0)
+        process = self._new_process()
+        n = 0
+        try:
+            while not self.stop.is_set():
+                n += 1
+                key = rng.choice(self.keys)
+                f = rng.choice(["read", "write", "cas"])
+                value: Any = None
+                if f == "write":
+                    value = n % 5
+                elif f == "cas":
+                    value = [rng.randrange(5), rng.randrange(5)]
+                self._event(process=process, type="invoke", f=f, key=key, value=value)
+                try:
+                    if f == "read":
+                        raw = client.get(key)
+                        result: Any = None if raw is None else int(raw)
+                        self._event(process=process, type="ok", f=f, key=key, value=result)
+                    elif f == "write":
+                        client.set(key, str(value))
+                        self._event(process=process, type="ok", f=f, key=key, value=value)
+                    else:
+                        ok = client.cas(key, str(value[0]), str(value[1]))
+                        kind = "ok" if ok else "fail"
+                        self._event(process=process, type=kind, f=f, key=key, value=value)
+                    self.ok_ops += 1
+                except (OutcomeUnknown, RetryBudgetExhausted):
+                    if f == "read":
+                        self._event(process=process, type="fail", f=f, key=key, value=value)
+                    else:
+                        self._event(process=process, type="info", f=f, key=key, value=value)
+                        process = self._new_process()
+                except KvClusterError:
+                    self._event(process=process, type="fail", f=f, key=key, value=value)
+        finally:
+            client.close()
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(60)
+            assert not t.is_alive(), "a client thread did not stop"
+
+    def wait_ops(self, n: int, timeout: float = 60.0) -> None:
+        target = self.ok_ops + n
+        deadline = time.monotonic() + timeout
+        while self.ok_ops < target:
+            assert time.monotonic() < deadline, f"workload made no progress ({self.ok_ops})"
+            self.stop.wait(0.05)
+
+    def check(self, client: Client) -> None:
+        """The history is linearizable, and every key's final value is one it allows."""
+        final = {k: client.get(k) for k in self.keys}
+        events = list(self.events)
+        process = 10**6
+        for k, raw in final.items():  # the final reads, after every client stopped
+            process += 1
+            t = time.monotonic_ns()
+            v = None if raw is None else int(raw)
+            events.append({"process": process, "type": "invoke", "f": "read", "key": k,
+                           "value": None, "time": t})  # fmt: skip
+            events.append({"process": process, "type": "ok", "f": "read", "key": k,
+                           "value": v, "time": t})  # fmt: skip
+        verdict = check_history(events, "register", timeout=120)
+        assert verdict.valid is True, verdict.explain()
+
+
+def keys_in(slots: list[int], per_slot: int = 1) -> list[str]:
+    """Keys that hash to each of ``slots`` (found by search)."""
+    want = {s: per_slot for s in slots}
+    out: list[str] = []
+    i = 0
+    while want:
+        k = f"r{i}"
+        i += 1
+        s = key_slot(k)
+        if s in want:
+            out.append(k)
+            want[s] -= 1
+            if not want[s]:
+                del want[s]
+    return out
+
+
+@pytest.fixture
+def cluster(cluster_factory: Any) -> LocalCluster:
+    c: LocalCluster = cluster_factory(3, tick_ms=20, groups=3, replicas=3)
+    c.start()
+    return c
+
+
+def test_reshard_a_third_of_the_slots_under_load_is_linearizable(cluster: LocalCluster) -> None:
+    seeds = ",".join(cluster.addresses)
+    with LeaderCalls(cluster.addresses) as calls:
+        meta = calls.meta_state()
+        group1 = [s for a, b, g in meta.owners if g == 1 for s in range(a, b + 1)]
+        assert len(group1) == 5461  # a third of 16384
+        # Registers in moving slots and in staying ones, plus bulk data with TTLs.
+        moving = keys_in(group1[::200], 1)
+        staying = keys_in([s for a, b, g in meta.owners if g != 1 for s in range(a, b + 1)][::800])
+        with Client(seeds) as kv:
+            bulk = {f"bulk:{i}": f"b{i}" for i in range(2000)}
+            kv.mset(bulk)
+            kv.set("ttl-key", "t", px=600_000)
+        work = RegisterWorkload(seeds, moving + staying, threads=6)
+        work.start()
+        work.wait_ops(100)
+        reports: list[SlotReport] = []
+        ex = Executor(calls, on_slot=reports.append)
+        ex.plan([(s, 2 if s % 2 else 3) for s in group1])
+        ex.run()
+        work.wait_ops(100)
+        work.finish()
+        assert all(r.outcome == "done" for r in reports) and len(reports) == len(group1)
+        after = calls.meta_state()
+        assert after.migrations == ()
+        assert not any(g == 1 for _, _, g in after.owners)
+        with Client(seeds) as kv:
+            work.check(kv)
+            assert kv.mget(list(bulk)) == [v.encode() for v in bulk.values()]
+            ttl = kv.pttl("ttl-key")
+            assert 0 < ttl <= 600_000, "the TTL travelled with the key"
+
+
+def _leader_node(c: LocalCluster, group: int) -> int:
+    leader = c.wait_for_leader(group, timeout=30)
+    assert leader is not None
+    return leader
+
+
+@pytest.mark.parametrize("victim", ["source", "target", "meta"])
+def test_a_leader_killed_mid_migration_and_the_migration_still_completes(
+    cluster: LocalCluster, victim: str
+) -> None:
+    seeds = ",".join(cluster.addresses)
+    group = {"source": 1, "target": 2, "meta": META_GROUP}[victim]
+    with LeaderCalls(cluster.addresses, step_deadline=90) as calls:
+        meta = calls.meta_state()
+        slots = [s for a, b, g in meta.owners if g == 1 for s in range(a, b + 1)][:60]
+        keys = keys_in(slots[::6], 2)
+        with Client(seeds) as kv:
+            kv.mset({f"d{i}:{{{k}}}": "x" * 64 for i in range(30) for k in keys[:4]})
+        work = RegisterWorkload(seeds, keys, threads=4)
+        work.start()
+        work.wait_ops(50)
+        killed: list[int] = []
+        killed_when: list[int] = []
+        done: list[SlotReport] = []
+        first_wave = threading.Event()
+
+        def killer() -> None:
+            # Once the first wave is done, the second is somewhere in its steps.
+            first_wave.wait(120)
+            node = _leader_node(cluster, group)
+            cluster.kill_node(node)
+            killed.append(node)
+            killed_when.append(len(done))
+
+        def on_slot(r: SlotReport) -> None:
+            done.append(r)
+            if len(done) >= 6:
+                first_wave.set()
+
+        th = threading.Thread(target=killer, daemon=True)
+        th.start()
+        ex = Executor(calls, batch=6, parallel=2, on_slot=on_slot)
+        ex.plan([(s, 2) for s in slots])
+        ex.run()
+        th.join(30)
+        assert killed and killed_when[0] < len(slots), "the leader died mid-migration"
+        cluster.start_node(killed[0])
+        work.wait_ops(50)
+        work.finish()
+        assert [r.outcome for r in done].count("done") == len(slots)
+        assert calls.meta_state().migrations == ()
+        with Client(seeds) as kv:
+            work.check(kv)
+
+
+def test_stop_then_resume_and_stop_then_abort(cluster: LocalCluster) -> None:
+    seeds = ",".join(cluster.addresses)
+    with LeaderCalls(cluster.addresses) as calls:
+        meta = calls.meta_state()
+        slots = [s for a, b, g in meta.owners if g == 3 for s in range(a, b + 1)][-80:]
+        keys = keys_in(slots[::8], 2)
+        work = RegisterWorkload(seeds, keys, threads=4)
+        work.start()
+        work.wait_ops(50)
+
+        # Stop after a few slots (as Ctrl-C does): nothing is left frozen.
+        stop = threading.Event()
+        seen: list[SlotReport] = []
+
+        def stop_soon(r: SlotReport) -> None:
+            seen.append(r)
+            if len(seen) >= 8:
+                stop.set()
+
+        ex = Executor(calls, batch=8, parallel=1, stop=stop, on_slot=stop_soon)
+        ex.plan([(s, 1) for s in slots])
+        ex.run()
+        left = calls.meta_state().migrations
+        assert left, "stopping early leaves migrations to resume"
+        assert all(m.phase in (Phase.PENDING, Phase.COPYING) for m in left), left
+        work.wait_ops(30)  # the cluster serves every slot meanwhile
+
+        # Resume finishes them.
+        Executor(calls, batch=8).run()
+        assert calls.meta_state().migrations == ()
+        assert all(calls.meta_state().owner(s) == 1 for s in slots)
+
+        # Move them back, stop early again, then abort: the unflipped ones stay with 1.
+        stop2 = threading.Event()
+        seen.clear()
+
+        def stop_soon2(r: SlotReport) -> None:
+            seen.append(r)
+            if len(seen) >= 8:
+                stop2.set()
+
+        ex2 = Executor(calls, batch=8, parallel=1, stop=stop2, on_slot=stop_soon2)
+        ex2.plan([(s, 3) for s in slots])
+        ex2.run()
+        assert calls.meta_state().migrations
+        reports = Executor(calls, batch=8).abort()
+        assert {r.outcome for r in reports} <= {"aborted", "done"}
+        assert calls.meta_state().migrations == ()
+        owners = {s: calls.meta_state().owner(s) for s in slots}
+        assert set(owners.values()) <= {1, 3}
+        work.wait_ops(30)
+        work.finish()
+        with Client(seeds) as kv:
+            work.check(kv)
