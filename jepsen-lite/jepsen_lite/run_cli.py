@@ -8,8 +8,9 @@ click group (``register(main)`` in ``cli.py``). It parses options into a `RunCon
 
 Exit codes are the checker's: 0 valid, 1 invalid, 2 unknown (the checker's time limit ran out,
 or a counter key has no final read), 3 bad usage or a run that could not be carried out (not
-root, ``ip``/``iptables`` missing, the cluster did not start; the reason on stderr); 130 on
-Ctrl-C or SIGTERM, after everything the run made is removed.
+root, ``ip``/``iptables`` missing, no Docker or no image for ``--backend compose``, the
+cluster did not start; the reason on stderr); 130 on Ctrl-C or SIGTERM, after everything the
+run made is removed.
 
 What must not: anything the runner does (this only translates between the command line and
 `runner`).
@@ -50,9 +51,16 @@ def _nemesis(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     default="local",
     show_default=True,
     help="local: node processes in network namespaces on this machine (root). "
-    "compose: the docker compose cluster (not available in this build).",
+    "compose: the 3 nodes of docker-compose.yml as a compose project of the run's own "
+    "(Docker; partitions need root).",
 )
-@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=3,
+    show_default=True,
+    help="Nodes (local backend; compose has exactly 3).",
+)
 @click.option(
     "--workload", type=click.Choice(sorted(WORKLOADS)), default="register", show_default=True
 )
@@ -119,7 +127,22 @@ def _nemesis(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     help="TEST ONLY: start the nodes with KVCLUSTER_UNSAFE_STALE_READS=1 (reads skip "
     "ReadIndex). The self-test: such a run with partitions must be found not linearizable.",
 )
-@click.option("--keep-data", is_flag=True, help="Keep the nodes' data directories.")
+@click.option("--keep-data", is_flag=True, help="Keep the nodes' data directories (local).")
+@click.option(
+    "--image",
+    envvar="KVCLUSTER_IMAGE",
+    default="kvcluster:latest",
+    show_default=True,
+    help="Node image for --backend compose; must be present (scripts/docker/build.sh). "
+    "Default from $KVCLUSTER_IMAGE.",
+)
+@click.option(
+    "--compose-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docker-compose.yml"),
+    show_default=True,
+    help="The compose file for --backend compose.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -139,6 +162,8 @@ def run(
     subnet: str | None,
     unsafe_stale_reads: bool,
     keep_data: bool,
+    image: str,
+    compose_file: Path,
 ) -> None:
     """Run a WORKLOAD against a cluster while a NEMESIS injects faults, then check it.
 
@@ -165,6 +190,8 @@ def run(
         subnet=subnet,
         unsafe_stale_reads=unsafe_stale_reads,
         keep_data=keep_data,
+        image=image,
+        compose_file=compose_file,
     )
     click.echo(f"jepsen-lite run: seed {seed}")
     try:
@@ -175,7 +202,7 @@ def run(
     except KeyboardInterrupt:
         click.echo(
             "jepsen-lite: interrupted; the nodes and the test network were removed", err=True
-        )
+        )  # (compose: `down -v` removed the project's containers, network and volumes)
         ctx.exit(EXIT_INTERRUPTED)
     click.echo(outcome.text)
     click.echo(f"report: {outcome.run_dir / 'report.html'}")

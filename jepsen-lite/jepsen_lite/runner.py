@@ -1,23 +1,29 @@
 """A run: start a cluster, drive a workload through faults, record, heal, check, report.
 
-What lives here: `RunConfig`, `run` (the whole run; returns a `RunOutcome`), the local
-backend (`LocalBackend`: node processes in network namespaces, a `nemesis.ClusterControl`),
-the history `Recorder`, and `failovers` (write unavailability after each kill).
+What lives here: `RunConfig`, `run` (the whole run; returns a `RunOutcome`), the `Backend`
+protocol (a `nemesis.ClusterControl` that can also come up and go down) with `make_backend`,
+`NodeProbes` (health, leaders and slot map, asked the same way by every backend), the local
+backend (`LocalBackend`: node processes in network namespaces; the docker compose one is
+`compose.ComposeBackend`), the history `Recorder`, and `failovers` (write unavailability
+after each kill).
 
 A run, in order:
 
-1. Check the environment (`netns.preflight`), remove what dead runs left (`cleanup_stale`).
-2. Create the test network and start the nodes (``python -m kvcluster.server`` inside each
-   namespace, started through ``ip netns exec``, killed by PID); wait until every node is
-   healthy; pick hot keys on every shard group from the cluster's slot map.
+1. Check the environment (the backend's ``preflight``: `netns.preflight` or
+   `compose.preflight`), remove what dead runs left (``cleanup_stale``).
+2. Create the test network and start the nodes (local: ``python -m kvcluster.server`` inside
+   each namespace, started through ``ip netns exec``, killed by PID; compose: a compose
+   project of its own, see `compose`); wait until every node is healthy; pick hot keys on
+   every shard group from the cluster's slot map.
 3. ``concurrency`` client threads in the root namespace run the workload (one
    ``kvcluster.Client`` each, short timeout and retry budget so operations end during
    faults) while the nemesis carries out the schedule drawn from the seed (main thread).
 4. At ``time`` seconds: heal everything, keep the workload going through a quiet period
    (and until the cluster is healthy again, with a deadline), stop the clients, read every
    key once more (the final reads, retried until they succeed or a deadline passes).
-5. Kill the nodes and remove the network (also on error and Ctrl-C: ``finally``), then check
-   the history (`check_history`, or `check_counter`), write the report and the summary.
+5. Kill the nodes and remove the network, or ``compose down -v`` (also on error and Ctrl-C:
+   ``finally``), then check the history (`check_history`, or `check_counter`), write the
+   report and the summary.
 
 History recording: every event is written (and timed with ``time.monotonic_ns()``) under one
 lock, so line order is real-time order and times never decrease. A write whose outcome the
@@ -28,8 +34,9 @@ Run directory: ``history.jsonl``, ``nemesis.jsonl``, ``nodes/nI.log``, ``run.jso
 config and the schedule), ``verdict.json``, ``report.html``, ``summary.txt``.
 
 What must not: checking logic (the checker, `workloads.check_counter`), fault policy
-(`nemesis`), network plumbing (`netns`), or anything that outlives the run: every process it
-starts and every network object it creates is gone when `run` returns or raises.
+(`nemesis`), network plumbing (`netns`), Docker plumbing (`compose`), or anything that
+outlives the run: every process, container, volume and network object it creates is gone
+when `run` returns or raises.
 """
 
 from __future__ import annotations
@@ -54,11 +61,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from jepsen_lite import netns
 from jepsen_lite.checker import Verdict, check_history
-from jepsen_lite.nemesis import Nemesis, periods, plan
+from jepsen_lite.nemesis import ClusterControl, Nemesis, periods, plan
 from jepsen_lite.report import render_html
 from jepsen_lite.runreport import Span, embed, latency_svg, run_section, standalone_page
 from jepsen_lite.workloads import (
@@ -75,14 +82,18 @@ from jepsen_lite.workloads import (
 __all__ = [
     "BACKENDS",
     "UNSAFE_STALE_READS_ENV",
+    "Backend",
     "Failover",
     "LocalBackend",
+    "NodeProbes",
     "Recorder",
     "RunConfig",
     "RunError",
     "RunOutcome",
     "failovers",
+    "make_backend",
     "run",
+    "validate",
 ]
 
 BACKENDS = ("local", "compose")
@@ -117,6 +128,8 @@ class RunConfig:
     subnet: str | None = None  # None: the first free /24 of netns.SUBNET_POOL
     unsafe_stale_reads: bool = False  # TEST ONLY: the self-test's broken node
     keep_data: bool = False
+    image: str = "kvcluster:latest"  # compose: the node image (must be present locally)
+    compose_file: Path | None = None  # compose: default ./docker-compose.yml
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,140 +330,74 @@ class _Clients:
             t.join(max(0.1, deadline - time.monotonic()))
 
 
-# -- the local backend -----------------------------------------------------------------------
+# -- backends --------------------------------------------------------------------------------
 
 
-class LocalBackend:
-    """Node processes in network namespaces (see `netns`); a `nemesis.ClusterControl`.
+class Backend(ClusterControl, Protocol):
+    """What `run` needs of a backend beyond the nemesis's `ClusterControl`: `LocalBackend`
+    here, `compose.ComposeBackend`. Built by `make_backend`; `up` then `down` (always, in
+    ``finally``)."""
 
-    Processes are started from the thread that calls `start` (the run's main thread) through
-    ``setpriv --pdeathsig KILL`` when available, so they die with the runner even if it is
-    killed with SIGKILL; they are stopped by PID."""
+    pids: list[int]  # node processes started (the local backend); empty for containers
 
-    def __init__(self, cfg: RunConfig, node_dir: Path) -> None:
-        self.cfg = cfg
-        self.net = netns.Network(cfg.nodes, cfg.subnet)
-        self.node_dir = node_dir
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.paused: set[int] = set()
-        self.pids: list[int] = []
-        self._setpriv = shutil.which("setpriv")
+    @property
+    def seeds(self) -> list[str]: ...
 
-    # -- addresses -------------------------------------------------------------------------
+    def describe(self) -> str:
+        """Where the cluster runs, for the progress lines."""
+        ...
+
+    def client_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for ``kvcluster.Client`` (e.g. an address map)."""
+        ...
+
+    def up(self, timeout: float = ...) -> None: ...
+
+    def down(self) -> list[str]:
+        """Remove everything the backend made; returns the problems (never raises)."""
+        ...
+
+    def leftovers(self) -> list[str]:
+        """What is still there after `down` (should be nothing)."""
+        ...
+
+    def wait_healthy(self, timeout: float) -> bool: ...
+
+    def slot_map(self) -> Any: ...
+
+    def unsafe_nodes(self) -> list[int]: ...
+
+
+class NodeProbes:
+    """What both backends ask the nodes the same way: ``/health`` over HTTP, leaders, the slot
+    map over gRPC, the unsafe switch in the node logs. A subclass gives `node_ids`, `http`,
+    `seeds`, `answers` (may the node be asked at all) and `log_text`."""
+
     @property
     def node_ids(self) -> list[int]:
-        return sorted(self.net.hosts)
-
-    def address(self, node: int) -> str:
-        return f"{self.net.hosts[node].ip}:{GRPC_PORT}"
-
-    def http(self, node: int) -> str:
-        return f"{self.net.hosts[node].ip}:{HTTP_PORT}"
+        raise NotImplementedError
 
     @property
     def seeds(self) -> list[str]:
-        return [self.address(i) for i in self.node_ids]
+        raise NotImplementedError
 
-    def log_path(self, node: int) -> Path:
-        return self.node_dir / f"n{node}.log"
+    def http(self, node: int) -> str:
+        raise NotImplementedError
 
-    # -- lifecycle -------------------------------------------------------------------------
-    def up(self, timeout: float = 90.0) -> None:
-        """Create the network, start every node, wait until all are healthy."""
-        self.net.create()
-        for i in self.node_ids:
-            self.start(i)
-        if not self.wait_healthy(timeout):
-            tails = "\n".join(f"--- n{i} ---\n{self.log_tail(i)}" for i in self.node_ids)
-            raise RunError(f"the cluster did not become healthy within {timeout:.0f} s\n{tails}")
+    def answers(self, node: int) -> bool:
+        """False when the node certainly cannot answer (dead or paused by us): not asked."""
+        raise NotImplementedError
 
-    def down(self) -> list[str]:
-        """Kill every node process (by PID) and remove the network; returns any errors."""
-        errors: list[str] = []
-        for i, proc in self.procs.items():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                errors.append(f"node {i} (pid {proc.pid}) did not die")
-        self.paused.clear()
-        errors.extend(self.net.teardown())
-        if not self.cfg.keep_data:
-            for i in self.node_ids:
-                shutil.rmtree(self.node_dir / f"n{i}", ignore_errors=True)
-        return errors
+    def log_text(self, node: int) -> str:
+        """The node's log so far ("" if there is none)."""
+        raise NotImplementedError
 
     def log_tail(self, node: int, lines: int = 30) -> str:
-        try:
-            text = self.log_path(node).read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    # -- ClusterControl --------------------------------------------------------------------
-    def running(self, node: int) -> bool:
-        proc = self.procs.get(node)
-        return proc is not None and proc.poll() is None
-
-    def start(self, node: int) -> None:
-        if self.running(node):
-            return
-        cfg = self.cfg
-        data = self.node_dir / f"n{node}" / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        peers = ",".join(f"{i}={self.address(i)}" for i in self.node_ids)
-        server = [sys.executable, "-m", "kvcluster.server", f"--node-id={node}"]
-        server += [f"--listen={self.address(node)}", f"--http={self.http(node)}"]
-        server += [f"--peers={peers}", f"--data-dir={data}", f"--tick-ms={cfg.tick_ms}"]
-        server += [f"--bootstrap-groups={cfg.groups}"]
-        server += [f"--bootstrap-replicas={min(3, cfg.nodes)}"]
-        prefix = [self._setpriv, "--pdeathsig", "KILL"] if self._setpriv else []
-        env = {k: v for k, v in os.environ.items() if k != UNSAFE_STALE_READS_ENV}
-        for proxy in ("http_proxy", "https_proxy", "grpc_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-            env.pop(proxy, None)
-        if cfg.unsafe_stale_reads:
-            env[UNSAFE_STALE_READS_ENV] = "1"
-        with self.log_path(node).open("ab") as log:
-            self.procs[node] = subprocess.Popen(
-                [*prefix, *self.net.exec_prefix(node), *server],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        self.paused.discard(node)
-        self.pids.append(self.procs[node].pid)
-
-    def kill(self, node: int) -> None:
-        proc = self.procs.get(node)
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)  # also ends a stopped process
-            proc.wait(timeout=30)
-        self.paused.discard(node)
-
-    def pause(self, node: int) -> None:
-        proc = self.procs.get(node)
-        if proc is not None and proc.poll() is None and node not in self.paused:
-            os.kill(proc.pid, signal.SIGSTOP)
-            self.paused.add(node)
-
-    def resume(self, node: int) -> None:
-        proc = self.procs.get(node)
-        if node in self.paused:
-            if proc is not None and proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-            self.paused.discard(node)
-
-    def partition(self, grudges: Mapping[int, frozenset[int]]) -> None:
-        self.net.partition(grudges)
-
-    def heal_network(self) -> None:
-        self.net.heal()
+        text = self.log_text(node)
+        return "\n".join(text.splitlines()[-lines:]) if text else "(no log)"
 
     def health(self, node: int, timeout: float = 1.0) -> dict[str, Any] | None:
-        if not self.running(node) or node in self.paused:
+        if not self.answers(node):
             return None
         url = f"http://{self.http(node)}/health"
         try:
@@ -515,12 +462,164 @@ class LocalBackend:
 
     def unsafe_nodes(self) -> list[int]:
         """Nodes whose log says the unsafe stale-reads switch is on."""
-        out = []
+        return [i for i in self.node_ids if UNSAFE_STALE_READS_ENV in self.log_text(i)]
+
+
+class LocalBackend(NodeProbes):
+    """Node processes in network namespaces (see `netns`); a `Backend`.
+
+    Processes are started from the thread that calls `start` (the run's main thread) through
+    ``setpriv --pdeathsig KILL`` when available, so they die with the runner even if it is
+    killed with SIGKILL; they are stopped by PID."""
+
+    def __init__(self, cfg: RunConfig, node_dir: Path) -> None:
+        self.cfg = cfg
+        self.net = netns.Network(cfg.nodes, cfg.subnet)
+        self.node_dir = node_dir
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.paused: set[int] = set()
+        self.pids: list[int] = []
+        self._setpriv = shutil.which("setpriv")
+
+    @staticmethod
+    def validate(cfg: RunConfig) -> None:
+        try:
+            netns.Network(cfg.nodes, cfg.subnet)  # checks the subnet and names; creates nothing
+        except netns.NetnsError as e:
+            raise RunError(str(e)) from None
+
+    @staticmethod
+    def preflight(cfg: RunConfig) -> list[str]:
+        """Check the machine; remove what dead runs left. Returns what was removed."""
+        try:
+            netns.preflight()
+        except netns.NetnsError as e:
+            raise RunError(str(e)) from None
+        return netns.cleanup_stale()
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def node_ids(self) -> list[int]:
+        return sorted(self.net.hosts)
+
+    def address(self, node: int) -> str:
+        return f"{self.net.hosts[node].ip}:{GRPC_PORT}"
+
+    def http(self, node: int) -> str:
+        return f"{self.net.hosts[node].ip}:{HTTP_PORT}"
+
+    @property
+    def seeds(self) -> list[str]:
+        return [self.address(i) for i in self.node_ids]
+
+    def log_path(self, node: int) -> Path:
+        return self.node_dir / f"n{node}.log"
+
+    def describe(self) -> str:
+        return f"network namespaces on {self.net.subnet}"
+
+    def client_options(self) -> dict[str, Any]:
+        return {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def up(self, timeout: float = 90.0) -> None:
+        """Create the network, start every node, wait until all are healthy."""
+        self.net.create()
         for i in self.node_ids:
-            with contextlib.suppress(OSError):
-                if UNSAFE_STALE_READS_ENV in self.log_path(i).read_text(errors="replace"):
-                    out.append(i)
-        return out
+            self.start(i)
+        if not self.wait_healthy(timeout):
+            tails = "\n".join(f"--- n{i} ---\n{self.log_tail(i)}" for i in self.node_ids)
+            raise RunError(f"the cluster did not become healthy within {timeout:.0f} s\n{tails}")
+
+    def down(self) -> list[str]:
+        """Kill every node process (by PID) and remove the network; returns any errors."""
+        errors: list[str] = []
+        for i, proc in self.procs.items():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                errors.append(f"node {i} (pid {proc.pid}) did not die")
+        self.paused.clear()
+        errors.extend(self.net.teardown())
+        if not self.cfg.keep_data:
+            for i in self.node_ids:
+                shutil.rmtree(self.node_dir / f"n{i}", ignore_errors=True)
+        return errors
+
+    def leftovers(self) -> list[str]:
+        return [f"namespace {h.netns}" for h in self.net.hosts.values() if _netns_exists(h.netns)]
+
+    def log_text(self, node: int) -> str:
+        try:
+            return self.log_path(node).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def answers(self, node: int) -> bool:
+        return self.running(node) and node not in self.paused
+
+    # -- ClusterControl --------------------------------------------------------------------
+    def running(self, node: int) -> bool:
+        proc = self.procs.get(node)
+        return proc is not None and proc.poll() is None
+
+    def start(self, node: int) -> None:
+        if self.running(node):
+            return
+        cfg = self.cfg
+        data = self.node_dir / f"n{node}" / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        peers = ",".join(f"{i}={self.address(i)}" for i in self.node_ids)
+        server = [sys.executable, "-m", "kvcluster.server", f"--node-id={node}"]
+        server += [f"--listen={self.address(node)}", f"--http={self.http(node)}"]
+        server += [f"--peers={peers}", f"--data-dir={data}", f"--tick-ms={cfg.tick_ms}"]
+        server += [f"--bootstrap-groups={cfg.groups}"]
+        server += [f"--bootstrap-replicas={min(3, cfg.nodes)}"]
+        prefix = [self._setpriv, "--pdeathsig", "KILL"] if self._setpriv else []
+        env = {k: v for k, v in os.environ.items() if k != UNSAFE_STALE_READS_ENV}
+        for proxy in ("http_proxy", "https_proxy", "grpc_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            env.pop(proxy, None)
+        if cfg.unsafe_stale_reads:
+            env[UNSAFE_STALE_READS_ENV] = "1"
+        with self.log_path(node).open("ab") as log:
+            self.procs[node] = subprocess.Popen(
+                [*prefix, *self.net.exec_prefix(node), *server],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        self.paused.discard(node)
+        self.pids.append(self.procs[node].pid)
+
+    def kill(self, node: int) -> None:
+        proc = self.procs.get(node)
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # also ends a stopped process
+            proc.wait(timeout=30)
+        self.paused.discard(node)
+
+    def pause(self, node: int) -> None:
+        proc = self.procs.get(node)
+        if proc is not None and proc.poll() is None and node not in self.paused:
+            os.kill(proc.pid, signal.SIGSTOP)
+            self.paused.add(node)
+
+    def resume(self, node: int) -> None:
+        proc = self.procs.get(node)
+        if node in self.paused:
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+            self.paused.discard(node)
+
+    def partition(self, grudges: Mapping[int, frozenset[int]]) -> None:
+        self.net.partition(grudges)
+
+    def heal_network(self) -> None:
+        self.net.heal()
 
 
 # -- analysis --------------------------------------------------------------------------------
@@ -624,23 +723,30 @@ def _run_dir(cfg: RunConfig) -> Path:
     return out
 
 
+def _backend_class(name: str) -> Any:
+    if name == "local":
+        return LocalBackend
+    if name == "compose":
+        from jepsen_lite.compose import ComposeBackend  # it builds on this module
+
+        return ComposeBackend
+    raise RunError(f"unknown backend {name!r} (expected one of {', '.join(BACKENDS)})")
+
+
+def make_backend(cfg: RunConfig, node_dir: Path) -> Backend:
+    """The backend `cfg.backend` names, for a run whose node logs go to `node_dir`."""
+    backend: Backend = _backend_class(cfg.backend)(cfg, node_dir)
+    return backend
+
+
 def validate(cfg: RunConfig) -> None:
     """Refuse a configuration the run cannot carry out, before anything is created."""
-    if cfg.backend != "local":
-        if cfg.backend == "compose":
-            raise RunError(
-                "backend 'compose' is not available here: the docker compose backend is not "
-                "part of this build yet; use --backend local"
-            )
-        raise RunError(f"unknown backend {cfg.backend!r} (expected one of {', '.join(BACKENDS)})")
+    cls = _backend_class(cfg.backend)
     if cfg.nodes < 1 or cfg.concurrency < 1 or cfg.time <= 0 or cfg.groups < 1:
         raise RunError("--nodes, --concurrency, --groups and --time must be positive")
     if "partition" in cfg.nemesis and cfg.nodes < 2:
         raise RunError("partitions need at least 2 nodes")
-    try:
-        netns.Network(cfg.nodes, cfg.subnet)  # checks the subnet and the names; creates nothing
-    except netns.NetnsError as e:
-        raise RunError(str(e)) from None
+    cls.validate(cfg)
     try:
         make_workload(cfg.workload, ["probe"])
     except ValueError as e:
@@ -651,15 +757,11 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
     """Carry out one run (see the module docstring). Raises `RunError` when the run cannot
     be carried out, KeyboardInterrupt on Ctrl-C or SIGTERM (after cleaning up)."""
     validate(cfg)
-    try:
-        netns.preflight()
-    except netns.NetnsError as e:
-        raise RunError(str(e)) from None
-    for what in netns.cleanup_stale():
+    for what in _backend_class(cfg.backend).preflight(cfg):
         echo(f"removed a dead run's leftover: {what}")
     run_dir = _run_dir(cfg)
     rng = random.Random(cfg.seed)
-    backend = LocalBackend(cfg, run_dir / "nodes")
+    backend = make_backend(cfg, run_dir / "nodes")
     recorder = Recorder(run_dir / "history.jsonl")
     nemesis_events: list[dict[str, Any]] = []
     nemesis_file = (run_dir / "nemesis.jsonl").open("w", encoding="utf-8")
@@ -676,8 +778,9 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
 
     with _signals_raise():
         try:
-            echo(f"starting {cfg.nodes} nodes in network namespaces")
+            echo(f"starting {cfg.nodes} nodes ({cfg.backend} backend)")
             backend.up()
+            info["backend"] = backend.describe()
             smap = backend.slot_map()
             groups = sorted(g for g in smap.groups if g != META_GROUP) or [META_GROUP]
             kv = _kv()
@@ -701,14 +804,16 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
                     "(is the node patched?): this run cannot be the self-test"
                 )
             echo(
-                f"cluster healthy on {backend.net.subnet}; {len(keys)} keys on groups {groups}; "
+                f"cluster healthy ({info['backend']}); {len(keys)} keys on groups {groups}; "
                 f"{len(schedule)} faults planned over {cfg.time:g} s"
             )
-            seeds = backend.seeds
+            seeds, options = backend.seeds, backend.client_options()
 
             def make_client() -> Any:
                 budget = kv.sharding.RetryBudget(max_attempts=cfg.attempts, max_backoff_ticks=16)
-                return kv.Client(seeds, timeout=cfg.op_timeout, budget=budget, backoff_tick=0.02)
+                return kv.Client(
+                    seeds, timeout=cfg.op_timeout, budget=budget, backoff_tick=0.02, **options
+                )
 
             clients = _Clients(cfg, workload, recorder, make_client)
             stop = threading.Event()
@@ -736,8 +841,7 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
                 cleanup_errors = backend.down()
                 recorder.close()
                 nemesis_file.close()
-                leftovers = [h.netns for h in backend.net.hosts.values() if _netns_exists(h.netns)]
-                cleanup_errors += [f"namespace {n} still exists" for n in leftovers]
+                cleanup_errors += [f"{what} still exists" for what in backend.leftovers()]
                 if cleanup_errors:
                     echo("CLEANUP PROBLEMS:\n  " + "\n  ".join(cleanup_errors))
     info["cleanup_errors"] = cleanup_errors
@@ -832,7 +936,8 @@ def _judge(
         unsafe_stale_reads=unsafe,
     )
     lines = [
-        f"jepsen-lite run: {cfg.workload} on {cfg.nodes} nodes ({cfg.groups} shard groups), "
+        f"jepsen-lite run: {cfg.workload} on {cfg.nodes} nodes ({cfg.groups} shard groups, "
+        f"{cfg.backend} backend), "
         f"nemesis {','.join(cfg.nemesis) or 'none'}, {cfg.time:g} s, concurrency "
         f"{cfg.concurrency}, seed {cfg.seed}"
         + ("  [UNSAFE STALE READS: self-test]" if unsafe else ""),
@@ -892,6 +997,7 @@ def _judge(
     rows = [
         ("workload", f"{cfg.workload} ({cfg.concurrency} clients, seed {cfg.seed})"),
         ("nodes", f"{cfg.nodes} ({cfg.groups} shard groups + meta)"),
+        ("backend", str(info.get("backend", cfg.backend))),
         ("nemesis", ",".join(cfg.nemesis) or "none"),
         ("operations", lines[2].split(": ", 1)[1]),
         ("failover after kills (s)", ", ".join(f"{k.seconds}" for k in fo) or "no kills"),

@@ -1,10 +1,14 @@
 """``jepsen-lite run`` without a cluster: options, refusals with clear messages and exit code 3
-(compose backend, bad nemesis, not root), and the run modules' contracts."""
+(compose backend without Docker or with options the compose file fixes, bad nemesis, not
+root), the compose backend's override file and address map, and the run modules' contracts."""
 
 from __future__ import annotations
 
 import ast
+import json
 import os
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -12,15 +16,16 @@ import click
 import jepsen_lite
 import pytest
 from click.testing import CliRunner, Result
-from jepsen_lite import netns
+from jepsen_lite import compose, netns
 from jepsen_lite.cli import main
+from jepsen_lite.compose import ComposeBackend
 from jepsen_lite.run_cli import register
-from jepsen_lite.runner import RunConfig, RunError, validate
+from jepsen_lite.runner import UNSAFE_STALE_READS_ENV, RunConfig, RunError, validate
 
 if "run" not in main.commands:  # until cli.py registers it itself
     register(main)
 
-RUN_MODULES = ["netns", "nemesis", "workloads", "runner", "run_cli", "runreport"]
+RUN_MODULES = ["netns", "nemesis", "workloads", "runner", "run_cli", "runreport", "compose"]
 
 
 def invoke(*args: str) -> Result:
@@ -33,11 +38,60 @@ def test_register_adds_the_run_command() -> None:
     assert "run" in group.commands
 
 
-def test_compose_backend_is_refused_clearly(tmp_path: Path) -> None:
+def test_compose_backend_without_docker_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda tool: None if tool == "docker" else real_which(tool)
+    )
     result = invoke("--backend", "compose", "--time", "5", "--out", str(tmp_path / "r"))
     assert result.exit_code == 3
-    assert "backend 'compose' is not available here" in result.stderr
+    assert "--backend compose needs Docker: the docker CLI is not installed" in result.stderr
     assert not (tmp_path / "r").exists(), "nothing is created for a refused run"
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["--nodes", "5"], "runs the 3 nodes of docker-compose.yml; --nodes 5 is not possible"),
+        (["--subnet", "10.99.0.0/24"], "--subnet is for --backend local"),
+        (["--keep-data"], "--keep-data is for --backend local"),
+    ],
+)
+def test_compose_backend_refuses_what_the_compose_file_fixes(
+    tmp_path: Path, args: list[str], why: str
+) -> None:
+    result = invoke("--backend", "compose", *args, "--out", str(tmp_path / "r"))
+    assert result.exit_code == 3
+    assert why in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_compose_override_and_address_map(tmp_path: Path) -> None:
+    cfg = RunConfig(backend="compose", groups=2, tick_ms=25, unsafe_stale_reads=True)
+    backend = ComposeBackend(cfg, tmp_path / "nodes")
+    assert re.fullmatch(rf"jepsen-lite-{os.getpid()}-[0-9a-f]{{6}}", backend.project)
+    ports = [*backend.grpc_ports.values(), *backend.http_ports.values()]
+    assert len(set(ports)) == 6
+    assert backend.address_map == {f"node{n}:7000": backend.address(n) for n in (1, 2, 3)}
+    assert backend.client_options() == {"address_map": backend.address_map}
+    backend._write_override()
+    override = json.loads(backend.override_path.read_text())
+    for n in (1, 2, 3):
+        service = override["services"][f"node{n}"]
+        assert service["restart"] == "no"
+        assert service["environment"]["KV_BOOTSTRAP_GROUPS"] == "2"
+        assert service["environment"]["KV_TICK_MS"] == "25"
+        assert service["environment"][UNSAFE_STALE_READS_ENV] == "1"
+
+
+def test_heal_recognises_only_its_own_rules() -> None:
+    ours = shlex.split("-A INPUT -s 172.18.0.3/32 -m comment --comment jepsen-lite -j DROP")
+    theirs = shlex.split('-A INPUT -s 10.0.0.0/8 -m comment --comment "jepsen-lite x" -j DROP')
+    assert compose._comment_of(ours) == "jepsen-lite"
+    assert compose._comment_of(theirs) == "jepsen-lite x"
+    assert compose._comment_of(shlex.split("-A INPUT -j ACCEPT")) is None
 
 
 def test_unknown_nemesis_is_a_usage_error() -> None:

@@ -4,7 +4,8 @@ compose file under a project name of its own, and remove everything that project
 Contract:
 - No usable Docker engine (no CLI, ``docker info`` fails, no compose tool) skips with the
   reason; ``KVCLUSTER_SKIP_COMPOSE=1`` skips on purpose, also saying so. Nothing else skips.
-- The image is built by ``scripts/docker/build.sh`` (which pulls nothing), tagged
+- The image is built by ``scripts/docker/build.sh`` (which pulls nothing), once per session
+  (the ``kvcluster_image`` fixture, shared by every compose test module), tagged
   ``kvcluster:compose-test`` and kept, like any build cache, so the next run is warm.
 - Containers, networks and volumes belong to one unique compose project; ``down -v`` removes
   them, and whatever is still labelled with the project afterwards is removed by id and
@@ -214,15 +215,24 @@ def build_image() -> float:
     return time.monotonic() - start
 
 
-@pytest.fixture(scope="module")
-def compose_cluster(request: pytest.FixtureRequest) -> Iterator[ComposeCluster]:
-    compose = docker_or_skip()
+@pytest.fixture(scope="session")
+def kvcluster_image() -> str:
+    """``IMAGE``, built once per test session (skips, saying why, without Docker)."""
+    docker_or_skip()
     took = build_image()
     print(f"\n[compose] image {IMAGE} built in {took:.0f}s")
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def compose_cluster(
+    request: pytest.FixtureRequest, kvcluster_image: str
+) -> Iterator[ComposeCluster]:
+    compose = docker_or_skip()
     ports = free_ports(6)
     grpc_ports = {n: ports[n - 1] for n in NODES}
     http_ports = {n: ports[n + 2] for n in NODES}
-    env = {**os.environ, "KVCLUSTER_IMAGE": IMAGE, "KVCLUSTER_PUBLISH_HOST": "127.0.0.1"}
+    env = {**os.environ, "KVCLUSTER_IMAGE": kvcluster_image, "KVCLUSTER_PUBLISH_HOST": "127.0.0.1"}
     for n in NODES:
         env[f"KVCLUSTER_NODE{n}_GRPC_PORT"] = str(grpc_ports[n])
         env[f"KVCLUSTER_NODE{n}_HTTP_PORT"] = str(http_ports[n])
