@@ -3,7 +3,8 @@
 Contract:
 - Records (all under the ``b"kv/"`` prefix of the group's meta):
       kv/state             clock | count | head | tail | oldest          5 x u64 BE
-      kv/lru/<id>          prev | next | last_active | seq               4 x u64 BE
+      kv/lru/<id>          prev | next | last_active | seq | slot + 1    5 x u64 BE
+                           (four-field records of an earlier format read as slot 0)
       kv/session/<id>      msgpack [status, value, int_value, error, slot]: the answer to
                            ``seq`` and the slot of the key it wrote (-1: unknown; records
                            written before slot migration existed have four items)
@@ -23,7 +24,10 @@ Contract:
   entry never does unbounded work. The table holds at most ``max_sessions``: opening one
   more evicts the least recently active.
 - Cost per write with a session: 1 read and 3 writes when the client was also the last one
-  active (the list tail); up to 4 more reads and writes to move it to the tail otherwise.
+  active (the list tail); up to 4 more reads and writes to move it to the tail otherwise;
+  2 more writes when its write is in another slot than its previous one (the slot index).
+- The slot index: every session whose last write's slot is known is listed under that slot
+  (``SLOT_INDEX_BASE + slot``), exactly once; ``sessions_in_slot`` reads it.
 - The record layout is persistent state: changing it needs a format migration.
 - Pure: stdlib and msgpack only.
 """
@@ -55,6 +59,7 @@ __all__ = [
     "read_clock",
     "remember",
     "session_record",
+    "sessions_in_slot",
     "sweep",
     "touch",
 ]
@@ -64,12 +69,19 @@ SESSION_PREFIX = b"kv/session/"
 LRU_PREFIX = b"kv/lru/"
 
 _STATE = struct.Struct(">QQQQQ")
-_LINK = struct.Struct(">QQQQ")
+_LINK = struct.Struct(">QQQQQ")
+_OLD_LINK = struct.Struct(">QQQQ")  # before the slot index: read as slot unknown
 _ID = struct.Struct(">Q")
 _RECORD_ERRORS: tuple[type[Exception], ...] = (*UnpackError, IndexError, ValueError)
 
-Link = tuple[int, int, int, int]
-"""``(prev, next, last_active, seq)`` of a session; prev/next 0 = no neighbour."""
+Link = tuple[int, int, int, int, int]
+"""``(prev, next, last_active, seq, slot + 1)`` of a session; prev/next 0 = no neighbour;
+slot + 1 is that of its last write (0: unknown)."""
+
+SLOT_INDEX_BASE = 32768
+"""Sessions by the slot of their last write: shadow slot ``SLOT_INDEX_BASE + slot`` holds
+the client id (u64 BE) of each, so a migration finds a slot's sessions without a scan of all
+of them."""
 
 
 class KvState:
@@ -123,7 +135,7 @@ def _get_link(view: KvReadView, client_id: int) -> Link | None:
     if raw is None:
         return None
     try:
-        link: Link = _LINK.unpack(raw)
+        link: Link = _LINK.unpack(raw) if len(raw) == _LINK.size else (*_OLD_LINK.unpack(raw), 0)
     except struct.error:
         raise CorruptKvState(f"bad kv/lru record for client {client_id}: {raw!r:.80}") from None
     return link
@@ -136,8 +148,22 @@ def _must_link(view: KvReadView, client_id: int) -> Link:
     return link
 
 
-def _put_link(view: KvView, client_id: int, prev: int, nxt: int, active: int, seq: int) -> None:
-    view.put_meta(_lru_name(client_id), _LINK.pack(prev, nxt, active, seq))
+def _put_link(
+    view: KvView, client_id: int, prev: int, nxt: int, active: int, seq: int, slot1: int
+) -> None:
+    view.put_meta(_lru_name(client_id), _LINK.pack(prev, nxt, active, seq, slot1))
+
+
+def _index(view: KvView, client_id: int, old_slot1: int, new_slot1: int) -> None:
+    """Move ``client_id`` in the slot index from slot ``old_slot1 - 1`` to ``new_slot1 - 1``
+    (0: none)."""
+    if old_slot1 == new_slot1:
+        return
+    key = _ID.pack(client_id)
+    if old_slot1:
+        view.delete(SLOT_INDEX_BASE + old_slot1 - 1, key)
+    if new_slot1:
+        view.put(SLOT_INDEX_BASE + new_slot1 - 1, key, b"")
 
 
 def _decode_record(raw: bytes) -> tuple[KvResult, int]:
@@ -182,43 +208,46 @@ def _unlink(view: KvView, st: KvState, link: Link) -> None:
     next_link = _must_link(view, nxt) if nxt else None
     if prev:
         p = _must_link(view, prev)
-        _put_link(view, prev, p[0], nxt, p[2], p[3])
+        _put_link(view, prev, p[0], nxt, p[2], p[3], p[4])
     else:
         st.head = nxt
         st.oldest = next_link[2] if next_link is not None else 0
     if next_link is not None:
-        _put_link(view, nxt, prev, next_link[1], next_link[2], next_link[3])
+        _put_link(view, nxt, prev, next_link[1], next_link[2], next_link[3], next_link[4])
     else:
         st.tail = prev
 
 
-def _append(view: KvView, st: KvState, client_id: int, seq: int) -> None:
+def _append(view: KvView, st: KvState, client_id: int, seq: int, slot1: int) -> None:
     """Link ``client_id`` in at the tail, active now (``st.clock``)."""
     tail = st.tail
     if tail:
         t = _must_link(view, tail)
-        _put_link(view, tail, t[0], client_id, t[2], t[3])
+        _put_link(view, tail, t[0], client_id, t[2], t[3], t[4])
     else:
         st.head = client_id
         st.oldest = st.clock
-    _put_link(view, client_id, tail, 0, st.clock, seq)
+    _put_link(view, client_id, tail, 0, st.clock, seq, slot1)
     st.tail = client_id
 
 
-def _move_to_tail(view: KvView, st: KvState, client_id: int, link: Link, seq: int) -> None:
+def _move_to_tail(
+    view: KvView, st: KvState, client_id: int, link: Link, seq: int, slot1: int
+) -> None:
     now = st.clock
     if st.tail != client_id:
         _unlink(view, st, link)
-        _append(view, st, client_id, seq)
+        _append(view, st, client_id, seq, slot1)
         return
-    if link[2] != now or link[3] != seq:
-        _put_link(view, client_id, link[0], 0, now, seq)
+    if link[2] != now or link[3] != seq or link[4] != slot1:
+        _put_link(view, client_id, link[0], 0, now, seq, slot1)
         if st.head == client_id:
             st.oldest = now
 
 
 def _remove(view: KvView, st: KvState, client_id: int, link: Link) -> None:
     _unlink(view, st, link)
+    _index(view, client_id, link[4], 0)
     view.delete_meta(_lru_name(client_id))
     view.delete_meta(_session_name(client_id))
     st.count -= 1
@@ -244,7 +273,7 @@ def last_result(view: KvReadView, client_id: int) -> KvResult:
 
 def touch(view: KvView, st: KvState, client_id: int, link: Link) -> None:
     """Mark an existing session active now (``st.clock``): it moves to the tail."""
-    _move_to_tail(view, st, client_id, link, link[3])
+    _move_to_tail(view, st, client_id, link, link[3], link[4])
 
 
 def remember(
@@ -271,6 +300,7 @@ def remember(
         pack((int(result.status), result.value, result.int_value, result.error, slot)),
         link,
         max_sessions,
+        slot,
     )
 
 
@@ -282,15 +312,19 @@ def _remember_record(
     record: bytes,
     link: Link | None,
     max_sessions: int,
+    slot: int,
 ) -> None:
     view.put_meta(_session_name(client_id), record)
+    slot1 = slot + 1 if slot >= 0 else 0
     if link is not None:
-        _move_to_tail(view, st, client_id, link, seq)
+        _index(view, client_id, link[4], slot1)
+        _move_to_tail(view, st, client_id, link, seq, slot1)
         return
     while st.count >= max_sessions and st.head:
         head = st.head
         _remove(view, st, head, _must_link(view, head))
-    _append(view, st, client_id, seq)
+    _append(view, st, client_id, seq, slot1)
+    _index(view, client_id, 0, slot1)
     st.count += 1
 
 
@@ -307,11 +341,11 @@ def install(
     to ``seq`` becomes this group's unless this group has already answered ``seq`` or a
     later one. A client has one write in flight per id, so the larger seq is the only one
     that can still be retried."""
-    _decode_record(record)  # refuse a malformed record before storing it
+    _, slot = _decode_record(record)  # refuses a malformed record before storing it
     link = lookup(view, st, client_id, ttl_ms)
     if link is not None and link[3] >= seq:
         return
-    _remember_record(view, st, client_id, seq, record, link, max_sessions)
+    _remember_record(view, st, client_id, seq, record, link, max_sessions, slot)
 
 
 def session_record(view: KvReadView, client_id: int) -> tuple[int, bytes] | None:
@@ -321,6 +355,18 @@ def session_record(view: KvReadView, client_id: int) -> tuple[int, bytes] | None
     if link is None or raw is None:
         return None
     return link[3], raw
+
+
+def sessions_in_slot(view: KvReadView, slot: int, limit: int) -> list[tuple[int, int, bytes]]:
+    """``(client_id, seq, record)`` of up to ``limit`` sessions whose last write was in
+    ``slot`` (the slot index; expired ones included until they are swept)."""
+    out = []
+    for key, _ in view.scan(SLOT_INDEX_BASE + slot, None, limit):
+        client_id = _ID.unpack(key)[0]
+        rec = session_record(view, client_id)
+        if rec is not None:
+            out.append((client_id, rec[0], rec[1]))
+    return out
 
 
 def last_slot(view: KvReadView, client_id: int) -> int:
@@ -380,6 +426,8 @@ def check_sessions(view: KvReadView, meta_names: Iterable[bytes] | None = None) 
             raise AssertionError(f"session {client_id}: last_active goes backwards")
         if view.get_meta(_session_name(client_id)) is None:
             raise AssertionError(f"session {client_id}: no kv/session record")
+        if link[4] and view.get(SLOT_INDEX_BASE + link[4] - 1, _ID.pack(client_id)) is None:
+            raise AssertionError(f"session {client_id}: missing from the index of its slot")
         seen.append(client_id)
         prev, last, client_id = client_id, link[2], link[1]
     if len(seen) != st.count:

@@ -19,6 +19,7 @@ Contract:
   an imported key expired at the source is then expired here too)::
 
       source: MigrateOut(slot, id, target)  Freeze(slot, id)  Release(slot, id)
+              (Freeze answers with the final pass: the dirty keys and the slot's sessions)
               Unfreeze(slot, id)            (abort: back to no record)
       target: ImportBegin(slot, id, source, attempt)  (starts copy ``attempt``, clearing the
               slot)  ImportChunk(slot, id, attempt, chunk, puts, sessions)
@@ -51,7 +52,7 @@ from kvcluster.kv import sessions
 from kvcluster.kv._msgpack import UnpackError, pack, unpack
 from kvcluster.kv.result import KvResult, Status
 from kvcluster.kv.sessions import KvState
-from kvcluster.kv.values import expire_at_of
+from kvcluster.kv.values import expire_at_of, is_expired
 from kvcluster.kv.view import CorruptKvState, KvReadView, KvView
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "SlotState",
     "Unfreeze",
     "apply_move",
+    "decode_final_pass",
     "decode_move",
     "encode_move",
     "guard_read",
@@ -83,6 +85,8 @@ DIRTY_BASE = 16384
 """The dirty marks of slot ``s`` are keys of the shadow slot ``DIRTY_BASE + s``."""
 MAX_CHUNK_KEYS = 1000
 """Most keys (and, separately, sessions) one ImportChunk may carry."""
+FINAL_PASS_BYTES = 512 * 1024
+"""Most bytes of dirty values and session records Freeze's answer carries."""
 _SLOT = struct.Struct(">H")
 _RECORD_ERRORS: tuple[type[Exception], ...] = (*UnpackError, ValueError)
 _NSLOTS = 16384
@@ -341,12 +345,13 @@ def apply_move(
         _write(view, slot, SlotRecord(SlotState.MIGRATING, mid, cmd.target))  # type: ignore[union-attr]
         return _OK
     if t is Freeze:
-        if same and state in (SlotState.FROZEN, SlotState.RELEASED):
+        if same and state == SlotState.RELEASED:
             return _OK
-        if not (same and state == SlotState.MIGRATING):
+        if same and state == SlotState.MIGRATING:
+            _write(view, slot, rec._replace(state=SlotState.FROZEN))  # type: ignore[union-attr]
+        elif not (same and state == SlotState.FROZEN):
             return _not_in(slot, mid, rec, "MIGRATING")
-        _write(view, slot, rec._replace(state=SlotState.FROZEN))  # type: ignore[union-attr]
-        return _OK
+        return KvResult(Status.OK, value=_final_pass(view, slot, st.clock))
     if t is Release:
         if same and state == SlotState.RELEASED:
             return _OK
@@ -423,6 +428,41 @@ def apply_move(
         _write(view, slot, SlotRecord(SlotState.ABORTED, mid, rec.peer))  # type: ignore[union-attr]
         return _OK
     raise AssertionError(f"not a move command: {cmd!r}")  # pragma: no cover
+
+
+def _final_pass(view: KvReadView, slot: int, clock: int) -> bytes:
+    """What a frozen slot's target still needs, as Freeze's answer (so the cutover needs no
+    read of its own): msgpack ``[True, clock, [[key, stored value | nil], ...],
+    [[client_id, seq, record], ...]]`` — the dirty keys with their values now (nil: absent
+    or expired at ``clock``) and the sessions whose last write was in the slot; or
+    ``[False]`` when that is more than one chunk holds (the executor then reads it page by
+    page). Deterministic, like every answer: each replica computes the same."""
+    dirty = view.scan(DIRTY_BASE + slot, None, MAX_CHUNK_KEYS + 1)
+    sess = sessions.sessions_in_slot(view, slot, MAX_CHUNK_KEYS + 1)
+    if len(dirty) > MAX_CHUNK_KEYS or len(sess) > MAX_CHUNK_KEYS:
+        return pack((False,))
+    puts = []
+    size = 0
+    for key, _ in dirty:
+        raw = view.get(slot, key)
+        live = raw if raw is not None and not is_expired(raw, clock) else None
+        puts.append((key, live))
+        size += len(key) + (len(live) if live else 0)
+    size += sum(len(r) for _, _, r in sess)
+    if size > FINAL_PASS_BYTES:
+        return pack((False,))
+    return pack((True, clock, puts, sess))
+
+
+def decode_final_pass(
+    value: bytes,
+) -> tuple[int, list[tuple[bytes, bytes | None]], list[tuple[int, int, bytes]]] | None:
+    """Freeze's answer: ``(clock, puts, sessions)``, or None if it was too big to carry."""
+    items = unpack(value)
+    if not items or not items[0]:
+        return None
+    _, clock, puts, sess = items
+    return clock, [(k, v) for k, v in puts], [(c, q, r) for c, q, r in sess]
 
 
 def _show(rec: SlotRecord | None) -> str:

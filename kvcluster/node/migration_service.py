@@ -102,7 +102,9 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
                 resp.results.add(ok=r.ok, error=r.error)
                 resp.epoch = max(resp.epoch, r.epoch)
             else:
-                resp.results.add(ok=r.status == Status.OK, error=r.error, int_value=r.int_value)
+                resp.results.add(
+                    ok=r.status == Status.OK, error=r.error, int_value=r.int_value, value=r.value
+                )
         return resp
 
     def _checked(self, gid: int, command: bytes) -> bytes:
@@ -179,15 +181,12 @@ def _scan(
             resp.bytes_totals.append(sum(len(k) + len(v) for k, v in page))
         return resp
     if kind == admin_pb2.SESSIONS:
-        wanted = set(slots)
-        for info in sessions.iter_sessions(view):
-            if sessions.last_slot(view, info.client_id) in wanted:
-                rec = sessions.session_record(view, info.client_id)
-                if rec is not None:
-                    resp.keys.append(_U64.pack(info.client_id))
-                    resp.values.append(rec[1])
-                    resp.seqs.append(rec[0])
-                    resp.entry_slots.append(sessions.last_slot(view, info.client_id))
+        for s in slots:
+            for client_id, seq, record in sessions.sessions_in_slot(view, s, 1 << 62):
+                resp.keys.append(_U64.pack(client_id))
+                resp.values.append(record)
+                resp.seqs.append(seq)
+                resp.entry_slots.append(s)
         return resp
     limit = min(request.limit or _MAX_SCAN, _MAX_SCAN)
     first = slots.index(request.start_slot) if request.start_slot in slots else 0

@@ -68,6 +68,7 @@ class Node:
         self.meta = MetaState()
         self._slot_map = self.meta.slot_map()
         self._bootstrap_pending: asyncio.Future[Any] | None = None
+        self._layout_waiters: list[asyncio.Future[None]] = []
         self.groups: dict[int, GroupReplica] = {}
         self.store: NodeStore | None = None
         self.transport: GrpcTransport | None = None
@@ -149,6 +150,10 @@ class Node:
             )
         self.meta = state
         self._slot_map = state.slot_map()
+        waiters, self._layout_waiters = self._layout_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
         for gid in state.groups_of(self.cfg.node_id):
             if gid in self.groups:
                 continue
@@ -198,11 +203,20 @@ class Node:
         return self._slot_map.owner(slot) if self.meta.bootstrapped else None
 
     def moved_address(self, owner: int) -> str:
-        """Where to send a slot whose group this node does not host: the first replica of the
-        owner. This node cannot know that group's leader; if the replica is a follower, the
-        client follows its NOT_LEADER redirect."""
+        """Where to send a slot owned by group ``owner``: its leader if this node hosts a
+        replica of it and knows the leader; else the first replica (if that one is a
+        follower, the client follows its NOT_LEADER redirect)."""
+        g = self.groups.get(owner)
+        if g is not None and g.leader_id:
+            return self.address_of(g.leader_id)
         replicas = self.meta.groups.get(owner, ())
         return self.cfg.peers.get(replicas[0], "") if replicas else ""
+
+    def layout_changed(self) -> asyncio.Future[None]:
+        """A future that resolves when this node next adopts a new layout (epoch)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._layout_waiters.append(fut)
+        return fut
 
     def leader_hints(self) -> dict[int, int]:
         """Group id -> leader node id, for the groups this node hosts and knows a leader of."""

@@ -225,11 +225,17 @@ class KvService(kv_pb2_grpc.KVServicer):
             return
         self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
         try:
-            for (i, slot, _), fut in zip(writes, futs, strict=True):
+            for (i, slot, data), fut in zip(writes, futs, strict=True):
                 try:
                     result = await fut
                     if result.status == Status.TRYAGAIN:
-                        result = await self._park(g, slot, result)
+                        parked = await self._park(g, slot)
+                        if parked is None:  # served here now: propose it again, once
+                            (again,) = g.propose([data])
+                            self.node.kick()
+                            result = await again
+                        else:
+                            result = parked
                     out[i] = _answer(self.node, slot, result)
                 except ProposalDropped:
                     # Certainly not applied at that index, and it can never be: retry.
@@ -266,33 +272,44 @@ class KvService(kv_pb2_grpc.KVServicer):
         frozen = [(i, c) for i, c in linear if out[i].status == kv_pb2.TRYAGAIN]
         for i, cmd in frozen:
             slot = key_slot(cmd.key)
-            parked = await self._park(g, slot, KvResult(Status.TRYAGAIN))
-            if parked.status == Status.MOVED:
+            parked = await self._park(g, slot)
+            if parked is not None and parked.status == Status.MOVED:
                 out[i] = _answer(self.node, slot, parked)
 
-    async def _park(self, g: GroupReplica, slot: int, refused: KvResult) -> KvResult:
-        """A request refused with TRYAGAIN (its slot is frozen by a migration): hold the
-        answer until the slot is released here — then the answer is MOVED, which sends the
-        client straight to the new owner — or until ``PARK_SECONDS`` pass. The request did
-        not happen here either way, so holding it changes no outcome, only how soon the
-        client finds the slot. Anything else (unfrozen by an abort, activated) is TRYAGAIN:
-        the client retries at once."""
-        store = self.node.store
+    async def _park(self, g: GroupReplica, slot: int) -> KvResult | None:
+        """A request refused with TRYAGAIN (its slot is frozen or still arriving): hold the
+        answer until the slot has moved on — then the answer is MOVED to the new owner's
+        leader, which sends the client straight there — or until ``PARK_SECONDS`` pass
+        (then TRYAGAIN). The slot has moved on once this group released it, or once this
+        node adopted a layout in which another group owns it (the meta group's flip: the
+        new owner serves it as soon as its copy is active). The request did not happen here
+        either way, so holding it changes no outcome, only how soon the client finds the
+        slot. None: the slot is served here again (an abort, or this group's copy became
+        active), so the caller may run the request here once more."""
+        refused = KvResult(Status.TRYAGAIN, error="slot is being migrated: retry shortly")
+        node = self.node
+        store = node.store
         assert store is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PARK_SECONDS
-        while (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(g.wait_applied(g.applied + 1), left)
-            except TimeoutError:
-                break
+        while True:
             with store.read() as txn:
                 rec = read_record(txn.kv_read_view(g.group_id), slot)
+            if rec is not None and rec.state == SlotState.RELEASED:
+                return KvResult(Status.MOVED, int_value=rec.peer, error="slot moved")
+            owner = node.owner_of(slot)
+            if owner is not None and owner != g.group_id:
+                return KvResult(Status.MOVED, int_value=owner, error="slot moved")
             if rec is None or rec.state not in (SlotState.FROZEN, SlotState.IMPORTING):
-                if rec is not None and rec.state == SlotState.RELEASED:
-                    return KvResult(Status.MOVED, int_value=rec.peer, error="slot moved")
-                break
-        return refused
+                return None
+            left = deadline - loop.time()
+            if left <= 0:
+                return refused
+            applied, layout = g.wait_applied(g.applied + 1), node.layout_changed()
+            await asyncio.wait({applied, layout}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for fut in (applied, layout):
+                if not fut.done():
+                    fut.cancel()
 
     def _serve(
         self, g: GroupReplica, reads: list[tuple[int, KvCommand]], out: list[Any], level: str

@@ -60,6 +60,7 @@ from kvcluster.kv.slot_moves import (
     Release,
     SlotState,
     Unfreeze,
+    decode_final_pass,
 )
 from kvcluster.meta import (
     META_GROUP,
@@ -108,6 +109,10 @@ class _Wave:
         self.dirty: dict[int, int] = dict.fromkeys(self.chunk, 0)
         self.frozen_at = 0.0
         self.cutover_ms = 0.0
+        # slot -> (clock, dirty puts, sessions) as the source's Freeze answered
+        self.final: dict[
+            int, tuple[int, list[tuple[bytes, bytes | None]], list[tuple[int, int, bytes]]]
+        ] = {}
 
     def pairs(self) -> dict[tuple[int, int], list[Migration]]:
         out: dict[tuple[int, int], list[Migration]] = {}
@@ -218,7 +223,7 @@ class Executor:
         except _Stopped:
             return self._reports(w, "stopped", t0)
         w.frozen_at = time.monotonic()
-        self._per_group(w.by("source"), lambda ms: [Freeze(0, m.slot, m.migration_id) for m in ms])
+        self._freeze(w)
         # The target takes the final pass and activates (one batch per pair) while the meta
         # group flips the owners: nobody routes to the target before the flip, and an abort
         # before it drops the target's copy, active or not.
@@ -324,6 +329,21 @@ class Executor:
             for _ in pool.map(fn, items):
                 pass
 
+    def _freeze(self, w: _Wave) -> None:
+        """Freeze every slot of the wave on its source; each Freeze answers with its slot's
+        final pass when it fits (kept in ``w.final``), which spares the cutover a read."""
+
+        def one(item: tuple[int, list[Migration]]) -> None:
+            group, ms = item
+            cmds = [encode_command(Freeze(0, m.slot, m.migration_id)) for m in ms]
+            outcomes = self.calls.propose(group, cmds).outcomes
+            for m, o in zip(ms, outcomes, strict=True):
+                final = decode_final_pass(o.value) if o.value else None
+                if final is not None:
+                    w.final[m.slot] = final
+
+        self._parallel(one, list(w.by("source").items()))
+
     def _read_attempts(self, w: _Wave, *, fresh: bool) -> None:
         """Each slot's copy attempt from its target's record: the current one, or (``fresh``)
         a new, higher one (counter in the high bits, random low bits, so two executors at
@@ -367,7 +387,7 @@ class Executor:
         self,
         w: _Wave,
         by_slot: dict[int, Migration],
-        r: Any,
+        clock: int,
         puts: dict[int, list[tuple[bytes, bytes | None]]],
         sessions: dict[int, list[tuple[int, int, bytes]]] | None = None,
     ) -> list[bytes]:
@@ -381,10 +401,10 @@ class Executor:
             for i, batch in enumerate(batches):
                 last = i == len(batches) - 1
                 chunk_sess = sess if last and len(sess) <= MAX_CHUNK_KEYS else []
-                out.append(self._chunk(w, m, r.clock, batch, chunk_sess))
+                out.append(self._chunk(w, m, clock, batch, chunk_sess))
             if len(sess) > MAX_CHUNK_KEYS:
                 for j in range(0, len(sess), MAX_CHUNK_KEYS):
-                    out.append(self._chunk(w, m, r.clock, [], sess[j : j + MAX_CHUNK_KEYS]))
+                    out.append(self._chunk(w, m, clock, [], sess[j : j + MAX_CHUNK_KEYS]))
         return out
 
     def _chunk(
@@ -423,34 +443,48 @@ class Executor:
                 w.bytes[slot] += len(k) + len(v)
             if puts:
                 self._pace(sum(len(p) for p in puts.values()))
-                self.calls.propose(target, self._chunks(w, by_slot, r, puts))
+                self.calls.propose(target, self._chunks(w, by_slot, r.clock, puts))
 
     def _final_pass(self, w: _Wave, ms: list[Migration]) -> None:
-        """The dirty keys and the sessions of the frozen slots, read together; every slot
-        gets at least one final chunk (carrying the source's clock at the freeze), and the
+        """The dirty keys and the sessions of the frozen slots — from Freeze's answers, or
+        read from the source for slots whose final pass was too big to carry — sent with
+        the source's clock at the freeze; every slot gets at least one final chunk, and the
         target activates the slots in the same batch."""
         source, target = ms[0].source, ms[0].target
-        slots = [m.slot for m in ms]
         by_slot = {m.slot: m for m in ms}
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            dirty_f = pool.submit(lambda: list(self._pages(source, slots, admin_pb2.DIRTY)))
-            sess_f = pool.submit(lambda: self.calls.scan(source, slots, admin_pb2.SESSIONS))
-            dirty_rs, sess_r = dirty_f.result(), sess_f.result()
-        puts: dict[int, list[tuple[bytes, bytes | None]]] = {s: [] for s in slots}
-        for r in dirty_rs:
-            for slot, k, v, present in zip(r.entry_slots, r.keys, r.values, r.present, strict=True):
-                puts[slot].append((k, v if present else None))
-                w.dirty[slot] += 1
+        puts: dict[int, list[tuple[bytes, bytes | None]]] = {m.slot: [] for m in ms}
         sessions: dict[int, list[tuple[int, int, bytes]]] = {}
-        for slot, k, rec, seq in zip(
-            sess_r.entry_slots, sess_r.keys, sess_r.values, sess_r.seqs, strict=True
-        ):
-            sessions.setdefault(slot, []).append((int.from_bytes(k, "big"), seq, rec))
-        last = max([sess_r, *dirty_rs], key=lambda r: r.clock)
+        clock = 0
+        for m in ms:
+            if m.slot in w.final:
+                c, p, sess = w.final[m.slot]
+                clock = max(clock, c)
+                puts[m.slot] = p
+                if sess:
+                    sessions[m.slot] = sess
+        missing = [m.slot for m in ms if m.slot not in w.final]
+        if missing:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                dirty_f = pool.submit(lambda: list(self._pages(source, missing, admin_pb2.DIRTY)))
+                sess_f = pool.submit(lambda: self.calls.scan(source, missing, admin_pb2.SESSIONS))
+                dirty_rs, sess_r = dirty_f.result(), sess_f.result()
+            for r in dirty_rs:
+                for slot, k, v, present in zip(
+                    r.entry_slots, r.keys, r.values, r.present, strict=True
+                ):
+                    puts[slot].append((k, v if present else None))
+            for slot, k, rec, seq in zip(
+                sess_r.entry_slots, sess_r.keys, sess_r.values, sess_r.seqs, strict=True
+            ):
+                sessions.setdefault(slot, []).append((int.from_bytes(k, "big"), seq, rec))
+            clock = max([clock, sess_r.clock, *(r.clock for r in dirty_rs)])
+        for slot, p in puts.items():
+            w.dirty[slot] += len(p)
         activate = [
             encode_command(Activate(0, m.slot, m.migration_id, w.attempt[m.slot])) for m in ms
         ]
-        self.calls.propose(target, self._chunks(w, by_slot, last, puts, sessions) + activate)
+        chunks = self._chunks(w, by_slot, clock, puts, sessions)
+        self.calls.propose(target, chunks + activate)
 
     def _pace(self, n: int) -> None:
         if self.throttle <= 0:

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -27,9 +27,17 @@ from kvcluster.errors import InvalidArgument, KvClusterError, OutcomeUnknown
 from kvcluster.meta import META_GROUP, MetaState
 from kvcluster.v1 import admin_pb2, admin_pb2_grpc
 
-__all__ = ["LeaderCalls", "StepRefused"]
+__all__ = ["LeaderCalls", "Proposed", "StepRefused"]
 
 _MAX_COMMANDS = 500  # per Propose RPC
+
+
+class Proposed(NamedTuple):
+    """The outcomes of proposed commands, in order (``ProposeOutcome`` messages), and for
+    the meta group the epoch after them."""
+
+    outcomes: list[Any]
+    epoch: int
 
 
 class StepRefused(KvClusterError):
@@ -78,10 +86,11 @@ class LeaderCalls:
             self._meta = state
         return state
 
-    def propose(self, group: int, commands: list[bytes]) -> Any:
-        """Append ``commands`` to ``group``'s log in one batch; the ProposeResponse once all
-        are applied. Raises ``StepRefused`` if the request or any command was refused."""
-        out = []
+    def propose(self, group: int, commands: list[bytes]) -> Proposed:
+        """Append ``commands`` to ``group``'s log in one batch (or a few, if many); their
+        outcomes once all are applied. Raises ``StepRefused`` if any command was refused."""
+        out: list[Any] = []
+        epoch = 0
         for i in range(0, len(commands), _MAX_COMMANDS):
             part = commands[i : i + _MAX_COMMANDS]
             r = self._call(
@@ -92,8 +101,9 @@ class LeaderCalls:
             refused = [x.error for x in r.results if not x.ok]
             if refused:
                 raise StepRefused(f"group {group}: {refused[0]} (and {len(refused) - 1} more)")
-            out.append(r)
-        return out[-1]
+            out.extend(r.results)
+            epoch = max(epoch, r.epoch)
+        return Proposed(out, epoch)
 
     def scan(
         self,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvcluster/v1/admin.proto\x12\x0ckvcluster.v1\"\x92\x02\n\x0bGroupStatus\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12\x12\n\nlast_index\x18\x07 \x01(\x04\x12\x0e\n\x06voters\x18\x08 \x03(\x04\x12>\n\x0bmatch_index\x18\t \x03(\x0b\x32).kvcluster.v1.GroupStatus.MatchIndexEntry\x1a\x31\n\x0fMatchIndexEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x13\n\x11NodeStatusRequest\"\xcf\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12)\n\x06groups\x18\x04 \x03(\x0b\x32\x19.kvcluster.v1.GroupStatus\x12\x32\n\x05peers\x18\x05 \x03(\x0b\x32#.kvcluster.v1.NodeStatus.PeersEntry\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x15TransferLeaderRequest\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0f\n\x07to_node\x18\x02 \x01(\x04\"F\n\x16TransferLeaderResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\"\x15\n\x13\x43lusterSlotsRequest\"7\n\x14\x43lusterSlotsResponse\x12\x10\n\x08slot_map\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"8\n\x14\x43reateClusterRequest\x12\x0e\n\x06groups\x18\x01 \x01(\r\x12\x10\n\x08replicas\x18\x02 \x01(\r\"~\n\x15\x43reateClusterResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\x10\n\x08slot_map\x18\x06 \x01(\x0c\"4\n\x0eProposeRequest\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\x10\n\x08\x63ommands\x18\x02 \x03(\x0c\">\n\x0eProposeOutcome\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tint_value\x18\x03 \x01(\x03\"\xae\x01\n\x0fProposeResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.kvcluster.v1.ProposeOutcome\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\nnot_leader\x18\x03 \x01(\x08\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\x0f\n\x07unknown\x18\x06 \x01(\x08\x12\r\n\x05\x65poch\x18\x07 \x01(\x04\"\x12\n\x10MetaStateRequest\"p\n\x11MetaStateResponse\x12\r\n\x05state\x18\x01 \x01(\x0c\x12\x12\n\nnot_leader\x18\x02 \x01(\x08\x12\x11\n\tleader_id\x18\x03 \x01(\x04\x12\x16\n\x0eleader_address\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xaa\x01\n\x10ScanSlotsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\r\n\x05slots\x18\x02 \x03(\r\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.kvcluster.v1.ScanKind\x12\x12\n\nstart_slot\x18\x04 \x01(\r\x12\x13\n\x0bstart_after\x18\x05 \x01(\x0c\x12\x17\n\x0fhas_start_after\x18\x06 \x01(\x08\x12\r\n\x05limit\x18\x07 \x01(\r\"\xcb\x02\n\x11ScanSlotsResponse\x12\x13\n\x0b\x65ntry_slots\x18\x01 \x03(\r\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\x12\x0e\n\x06values\x18\x03 \x03(\x0c\x12\x0f\n\x07present\x18\x04 \x03(\x08\x12\x0c\n\x04seqs\x18\x05 \x03(\x04\x12\x0f\n\x07records\x18\x06 \x03(\x0c\x12\x13\n\x0bkeys_totals\x18\x07 \x03(\x04\x12\x14\n\x0c\x62ytes_totals\x18\x08 \x03(\x04\x12\x0c\n\x04\x64one\x18\t \x01(\x08\x12\x11\n\tnext_slot\x18\n \x01(\r\x12\x12\n\nnext_after\x18\x0b \x01(\x0c\x12\x16\n\x0ehas_next_after\x18\x0c \x01(\x08\x12\r\n\x05\x63lock\x18\r \x01(\x04\x12\x12\n\nnot_leader\x18\x0e \x01(\x08\x12\x11\n\tleader_id\x18\x0f \x01(\x04\x12\x16\n\x0eleader_address\x18\x10 \x01(\t\x12\r\n\x05\x65rror\x18\x11 \x01(\t*8\n\x08ScanKind\x12\x08\n\x04\x44\x41TA\x10\x00\x12\t\n\x05\x44IRTY\x10\x01\x12\x0c\n\x08SESSIONS\x10\x02\x12\t\n\x05SIZES\x10\x03\x32\xa9\x01\n\x05\x41\x64min\x12\x43\n\x06Status\x12\x1f.kvcluster.v1.NodeStatusRequest\x1a\x18.kvcluster.v1.NodeStatus\x12[\n\x0eTransferLeader\x12#.kvcluster.v1.TransferLeaderRequest\x1a$.kvcluster.v1.TransferLeaderResponse2d\n\x0b\x43lusterInfo\x12U\n\x0c\x43lusterSlots\x12!.kvcluster.v1.ClusterSlotsRequest\x1a\".kvcluster.v1.ClusterSlotsResponse2h\n\x0c\x43lusterAdmin\x12X\n\rCreateCluster\x12\".kvcluster.v1.CreateClusterRequest\x1a#.kvcluster.v1.CreateClusterResponse2\xef\x01\n\tMigration\x12\x46\n\x07Propose\x12\x1c.kvcluster.v1.ProposeRequest\x1a\x1d.kvcluster.v1.ProposeResponse\x12L\n\tMetaState\x12\x1e.kvcluster.v1.MetaStateRequest\x1a\x1f.kvcluster.v1.MetaStateResponse\x12L\n\tScanSlots\x12\x1e.kvcluster.v1.ScanSlotsRequest\x1a\x1f.kvcluster.v1.ScanSlotsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kvcluster/v1/admin.proto\x12\x0ckvcluster.v1\"\x92\x02\n\x0bGroupStatus\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12\x12\n\nlast_index\x18\x07 \x01(\x04\x12\x0e\n\x06voters\x18\x08 \x03(\x04\x12>\n\x0bmatch_index\x18\t \x03(\x0b\x32).kvcluster.v1.GroupStatus.MatchIndexEntry\x1a\x31\n\x0fMatchIndexEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x13\n\x11NodeStatusRequest\"\xcf\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12)\n\x06groups\x18\x04 \x03(\x0b\x32\x19.kvcluster.v1.GroupStatus\x12\x32\n\x05peers\x18\x05 \x03(\x0b\x32#.kvcluster.v1.NodeStatus.PeersEntry\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x15TransferLeaderRequest\x12\x10\n\x08group_id\x18\x01 \x01(\x04\x12\x0f\n\x07to_node\x18\x02 \x01(\x04\"F\n\x16TransferLeaderResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\x04\"\x15\n\x13\x43lusterSlotsRequest\"7\n\x14\x43lusterSlotsResponse\x12\x10\n\x08slot_map\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"8\n\x14\x43reateClusterRequest\x12\x0e\n\x06groups\x18\x01 \x01(\r\x12\x10\n\x08replicas\x18\x02 \x01(\r\"~\n\x15\x43reateClusterResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\x10\n\x08slot_map\x18\x06 \x01(\x0c\"4\n\x0eProposeRequest\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\x10\n\x08\x63ommands\x18\x02 \x03(\x0c\"M\n\x0eProposeOutcome\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tint_value\x18\x03 \x01(\x03\x12\r\n\x05value\x18\x04 \x01(\x0c\"\xae\x01\n\x0fProposeResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.kvcluster.v1.ProposeOutcome\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\nnot_leader\x18\x03 \x01(\x08\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\x0f\n\x07unknown\x18\x06 \x01(\x08\x12\r\n\x05\x65poch\x18\x07 \x01(\x04\"\x12\n\x10MetaStateRequest\"p\n\x11MetaStateResponse\x12\r\n\x05state\x18\x01 \x01(\x0c\x12\x12\n\nnot_leader\x18\x02 \x01(\x08\x12\x11\n\tleader_id\x18\x03 \x01(\x04\x12\x16\n\x0eleader_address\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xaa\x01\n\x10ScanSlotsRequest\x12\x10\n\x08group_id\x18\x01 \x01(\r\x12\r\n\x05slots\x18\x02 \x03(\r\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.kvcluster.v1.ScanKind\x12\x12\n\nstart_slot\x18\x04 \x01(\r\x12\x13\n\x0bstart_after\x18\x05 \x01(\x0c\x12\x17\n\x0fhas_start_after\x18\x06 \x01(\x08\x12\r\n\x05limit\x18\x07 \x01(\r\"\xcb\x02\n\x11ScanSlotsResponse\x12\x13\n\x0b\x65ntry_slots\x18\x01 \x03(\r\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\x12\x0e\n\x06values\x18\x03 \x03(\x0c\x12\x0f\n\x07present\x18\x04 \x03(\x08\x12\x0c\n\x04seqs\x18\x05 \x03(\x04\x12\x0f\n\x07records\x18\x06 \x03(\x0c\x12\x13\n\x0bkeys_totals\x18\x07 \x03(\x04\x12\x14\n\x0c\x62ytes_totals\x18\x08 \x03(\x04\x12\x0c\n\x04\x64one\x18\t \x01(\x08\x12\x11\n\tnext_slot\x18\n \x01(\r\x12\x12\n\nnext_after\x18\x0b \x01(\x0c\x12\x16\n\x0ehas_next_after\x18\x0c \x01(\x08\x12\r\n\x05\x63lock\x18\r \x01(\x04\x12\x12\n\nnot_leader\x18\x0e \x01(\x08\x12\x11\n\tleader_id\x18\x0f \x01(\x04\x12\x16\n\x0eleader_address\x18\x10 \x01(\t\x12\r\n\x05\x65rror\x18\x11 \x01(\t*8\n\x08ScanKind\x12\x08\n\x04\x44\x41TA\x10\x00\x12\t\n\x05\x44IRTY\x10\x01\x12\x0c\n\x08SESSIONS\x10\x02\x12\t\n\x05SIZES\x10\x03\x32\xa9\x01\n\x05\x41\x64min\x12\x43\n\x06Status\x12\x1f.kvcluster.v1.NodeStatusRequest\x1a\x18.kvcluster.v1.NodeStatus\x12[\n\x0eTransferLeader\x12#.kvcluster.v1.TransferLeaderRequest\x1a$.kvcluster.v1.TransferLeaderResponse2d\n\x0b\x43lusterInfo\x12U\n\x0c\x43lusterSlots\x12!.kvcluster.v1.ClusterSlotsRequest\x1a\".kvcluster.v1.ClusterSlotsResponse2h\n\x0c\x43lusterAdmin\x12X\n\rCreateCluster\x12\".kvcluster.v1.CreateClusterRequest\x1a#.kvcluster.v1.CreateClusterResponse2\xef\x01\n\tMigration\x12\x46\n\x07Propose\x12\x1c.kvcluster.v1.ProposeRequest\x1a\x1d.kvcluster.v1.ProposeResponse\x12L\n\tMetaState\x12\x1e.kvcluster.v1.MetaStateRequest\x1a\x1f.kvcluster.v1.MetaStateResponse\x12L\n\tScanSlots\x12\x1e.kvcluster.v1.ScanSlotsRequest\x1a\x1f.kvcluster.v1.ScanSlotsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GROUPSTATUS_MATCHINDEXENTRY']._serialized_options = b'8\001'
   _globals['_NODESTATUS_PEERSENTRY']._loaded_options = None
   _globals['_NODESTATUS_PEERSENTRY']._serialized_options = b'8\001'
-  _globals['_SCANKIND']._serialized_start=1884
-  _globals['_SCANKIND']._serialized_end=1940
+  _globals['_SCANKIND']._serialized_start=1899
+  _globals['_SCANKIND']._serialized_end=1955
   _globals['_GROUPSTATUS']._serialized_start=43
   _globals['_GROUPSTATUS']._serialized_end=317
   _globals['_GROUPSTATUS_MATCHINDEXENTRY']._serialized_start=268
@@ -62,23 +62,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROPOSEREQUEST']._serialized_start=948
   _globals['_PROPOSEREQUEST']._serialized_end=1000
   _globals['_PROPOSEOUTCOME']._serialized_start=1002
-  _globals['_PROPOSEOUTCOME']._serialized_end=1064
-  _globals['_PROPOSERESPONSE']._serialized_start=1067
-  _globals['_PROPOSERESPONSE']._serialized_end=1241
-  _globals['_METASTATEREQUEST']._serialized_start=1243
-  _globals['_METASTATEREQUEST']._serialized_end=1261
-  _globals['_METASTATERESPONSE']._serialized_start=1263
-  _globals['_METASTATERESPONSE']._serialized_end=1375
-  _globals['_SCANSLOTSREQUEST']._serialized_start=1378
-  _globals['_SCANSLOTSREQUEST']._serialized_end=1548
-  _globals['_SCANSLOTSRESPONSE']._serialized_start=1551
-  _globals['_SCANSLOTSRESPONSE']._serialized_end=1882
-  _globals['_ADMIN']._serialized_start=1943
-  _globals['_ADMIN']._serialized_end=2112
-  _globals['_CLUSTERINFO']._serialized_start=2114
-  _globals['_CLUSTERINFO']._serialized_end=2214
-  _globals['_CLUSTERADMIN']._serialized_start=2216
-  _globals['_CLUSTERADMIN']._serialized_end=2320
-  _globals['_MIGRATION']._serialized_start=2323
-  _globals['_MIGRATION']._serialized_end=2562
+  _globals['_PROPOSEOUTCOME']._serialized_end=1079
+  _globals['_PROPOSERESPONSE']._serialized_start=1082
+  _globals['_PROPOSERESPONSE']._serialized_end=1256
+  _globals['_METASTATEREQUEST']._serialized_start=1258
+  _globals['_METASTATEREQUEST']._serialized_end=1276
+  _globals['_METASTATERESPONSE']._serialized_start=1278
+  _globals['_METASTATERESPONSE']._serialized_end=1390
+  _globals['_SCANSLOTSREQUEST']._serialized_start=1393
+  _globals['_SCANSLOTSREQUEST']._serialized_end=1563
+  _globals['_SCANSLOTSRESPONSE']._serialized_start=1566
+  _globals['_SCANSLOTSRESPONSE']._serialized_end=1897
+  _globals['_ADMIN']._serialized_start=1958
+  _globals['_ADMIN']._serialized_end=2127
+  _globals['_CLUSTERINFO']._serialized_start=2129
+  _globals['_CLUSTERINFO']._serialized_end=2229
+  _globals['_CLUSTERADMIN']._serialized_start=2231
+  _globals['_CLUSTERADMIN']._serialized_end=2335
+  _globals['_MIGRATION']._serialized_start=2338
+  _globals['_MIGRATION']._serialized_end=2577
 # @@protoc_insertion_point(module_scope)

@@ -135,14 +135,16 @@ class ProposeRequest(_message.Message):
     def __init__(self, group_id: _Optional[int] = ..., commands: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ProposeOutcome(_message.Message):
-    __slots__ = ("ok", "error", "int_value")
+    __slots__ = ("ok", "error", "int_value", "value")
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     error: str
     int_value: int
-    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., int_value: _Optional[int] = ...) -> None: ...
+    value: bytes
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., int_value: _Optional[int] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
     __slots__ = ("results", "error", "not_leader", "leader_id", "leader_address", "unknown", "epoch")

@@ -53,6 +53,7 @@ from kvcluster.kv.slot_moves import (
     SlotRecord,
     SlotState,
     Unfreeze,
+    decode_final_pass,
     decode_move,
     encode_move,
     read_record,
@@ -132,7 +133,7 @@ def source(state: SlotState | None = None, mid: int = MID) -> Group:
     g.put(IN_KEYS[0], b"changed", now=21)  # a dirty key
     if state == SlotState.MIGRATING:
         return g
-    assert g.apply(Freeze(30, SLOT, mid)) == OK
+    assert g.apply(Freeze(30, SLOT, mid)).ok
     if state == SlotState.FROZEN:
         return g
     assert g.apply(Release(40, SLOT, mid)).ok
@@ -1200,3 +1201,32 @@ def test_the_move_end_to_end_with_a_restart_and_late_chunks() -> None:
     assert m.dst.value(IN_KEYS[0]) is None  # the DELETE retried at the target
     assert m.src.value(OUT_KEYS[0]) == b"stay"
     assert m.attempt == 2
+
+
+# == Freeze answers with the final pass ======================================================
+def test_freeze_answers_with_the_dirty_keys_and_the_slots_sessions() -> None:
+    g = source()
+    g.put(IN_KEYS[1], b"before", now=15, client_id=9, seq=1)  # before MigrateOut: a session
+    assert g.apply(MigrateOut(20, SLOT, MID, DST)) == OK
+    g.put(IN_KEYS[0], b"changed", now=21, client_id=8, seq=4)
+    g.apply(KvCommand(Op.DELETE, IN_KEYS[1], now_ms=22))
+    g.put(OUT_KEYS[0], b"elsewhere", now=23, client_id=7, seq=2)  # another slot: not carried
+    answer = g.apply(Freeze(30, SLOT, MID))
+    assert answer.ok
+    final = decode_final_pass(answer.value)
+    assert final is not None
+    clock, puts, sess = final
+    assert clock == 30
+    assert dict(puts) == {IN_KEYS[0]: g.view.get(SLOT, IN_KEYS[0]), IN_KEYS[1]: None}
+    assert sorted((c, q) for c, q, _ in sess) == [(8, 4), (9, 1)]
+    # a replayed Freeze answers the same
+    assert decode_final_pass(g.apply(Freeze(31, SLOT, MID)).value) == (31, puts, sess)
+
+
+def test_a_final_pass_too_big_to_carry_is_left_to_the_executor_to_read() -> None:
+    g = source()
+    assert g.apply(MigrateOut(20, SLOT, MID, DST)) == OK
+    for i in range(MAX_CHUNK_KEYS + 1):
+        g.put(b"{mv}bulk%d" % i, b"x", now=21)
+    answer = g.apply(Freeze(30, SLOT, MID))
+    assert answer.ok and decode_final_pass(answer.value) is None
