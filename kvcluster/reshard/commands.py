@@ -291,16 +291,14 @@ def _with_common(f: Any) -> Any:
 @click.pass_context
 def reshard_cmd(
     ctx: click.Context,
+    /,
     slot_spec: str | None,
     count: int | None,
     source: int | None,
     target: int | None,
     resume: bool,
     abort_: bool,
-    dry_run: bool,
-    throttle: float,
-    batch: int,
-    parallel: int,
+    **opts: Any,
 ) -> None:
     """Move slots between shard groups while the cluster serves.
 
@@ -313,29 +311,18 @@ def reshard_cmd(
         if resume and abort_:
             raise click.UsageError("--resume or --abort, not both")
         meta = _layout(ctx)
+        work = (lambda ex: ex.abort()) if abort_ else (lambda ex: ex.run())
         with _calls(ctx) as calls:
-            if abort_:
-                _drive(
-                    ctx,
-                    calls,
-                    lambda ex: ex.abort(),
-                    len(meta.migrations),
-                    batch,
-                    parallel,
-                    0,
-                    "abort",
-                )
-            else:
-                _drive(
-                    ctx,
-                    calls,
-                    lambda ex: ex.run(),
-                    len(meta.migrations),
-                    batch,
-                    parallel,
-                    throttle,
-                    "resume",
-                )
+            _drive(
+                ctx,
+                calls,
+                work,
+                len(meta.migrations),
+                opts["batch"],
+                opts["parallel"],
+                0 if abort_ else opts["throttle"],
+                "abort" if abort_ else "resume",
+            )
         return
     if target is None:
         raise click.UsageError("--to GROUP is required")
@@ -351,15 +338,7 @@ def reshard_cmd(
         )
     except InvalidArgument as e:
         raise click.UsageError(str(e)) from None
-    _execute(
-        ctx,
-        moves,
-        dry_run=dry_run,
-        throttle=throttle,
-        batch=batch,
-        parallel=parallel,
-        verb="reshard",
-    )
+    _execute(ctx, moves, verb="reshard", **opts)
 
 
 @click.command("rebalance")
@@ -368,9 +347,7 @@ def reshard_cmd(
 )
 @_with_common
 @click.pass_context
-def rebalance_cmd(
-    ctx: click.Context, by: str, dry_run: bool, throttle: float, batch: int, parallel: int
-) -> None:
+def rebalance_cmd(ctx: click.Context, /, by: str, **opts: Any) -> None:
     """Even the shard groups out: by slot count (default), or by keys or bytes held."""
     meta = _layout(ctx)
     owners = _owners(meta)
@@ -381,15 +358,7 @@ def rebalance_cmd(
             sizes = _slot_sizes(calls, [(s, 0) for s in owners], owners)
         weights = {s: float(k if by == "keys" else b) for s, (k, b) in sizes.items()}
     moves = plan_rebalance(owners, sorted(meta.groups), weights)
-    _execute(
-        ctx,
-        moves,
-        dry_run=dry_run,
-        throttle=throttle,
-        batch=batch,
-        parallel=parallel,
-        verb="rebalance",
-    )
+    _execute(ctx, moves, verb="rebalance", **opts)
 
 
 @click.group("group")
@@ -425,9 +394,7 @@ def group_add_cmd(ctx: click.Context, group_id: int, replicas: str) -> None:
 @click.argument("group_id", type=int)
 @_with_common
 @click.pass_context
-def group_remove_cmd(
-    ctx: click.Context, group_id: int, dry_run: bool, throttle: float, batch: int, parallel: int
-) -> None:
+def group_remove_cmd(ctx: click.Context, /, group_id: int, **opts: Any) -> None:
     """Drain GROUP_ID (move its slots evenly onto the other groups), then remove it."""
     meta = _layout(ctx)
     if group_id not in meta.groups:
@@ -438,17 +405,9 @@ def group_remove_cmd(
     owners = _owners(meta)
     mine = [s for s, g in owners.items() if g == group_id]
     moves = [(s, others[i % len(others)]) for i, s in enumerate(sorted(mine))]
-    if dry_run or moves:
-        _execute(
-            ctx,
-            moves,
-            dry_run=dry_run,
-            throttle=throttle,
-            batch=batch,
-            parallel=parallel,
-            verb="drain",
-        )
-        if dry_run:
+    if opts["dry_run"] or moves:
+        _execute(ctx, moves, verb="drain", **opts)
+        if opts["dry_run"]:
             return
     with _calls(ctx) as calls:
         try:

@@ -238,6 +238,21 @@ def test_a_leader_killed_mid_migration_and_the_migration_still_completes(
             work.check(kv)
 
 
+def run_until_stopped(calls: LeaderCalls, moves: list[tuple[int, int]], after: int) -> None:
+    """Plan ``moves`` and run them, setting the stop event once ``after`` slots reported."""
+    stop = threading.Event()
+    seen: list[SlotReport] = []
+
+    def stop_soon(r: SlotReport) -> None:
+        seen.append(r)
+        if len(seen) >= after:
+            stop.set()
+
+    ex = Executor(calls, batch=8, parallel=1, stop=stop, on_slot=stop_soon)
+    ex.plan(moves)
+    ex.run()
+
+
 def test_stop_then_resume_and_stop_then_abort(cluster: LocalCluster) -> None:
     seeds = ",".join(cluster.addresses)
     with LeaderCalls(cluster.addresses) as calls:
@@ -249,17 +264,7 @@ def test_stop_then_resume_and_stop_then_abort(cluster: LocalCluster) -> None:
         work.wait_ops(50)
 
         # Stop after a few slots (as Ctrl-C does): nothing is left frozen.
-        stop = threading.Event()
-        seen: list[SlotReport] = []
-
-        def stop_soon(r: SlotReport) -> None:
-            seen.append(r)
-            if len(seen) >= 8:
-                stop.set()
-
-        ex = Executor(calls, batch=8, parallel=1, stop=stop, on_slot=stop_soon)
-        ex.plan([(s, 1) for s in slots])
-        ex.run()
+        run_until_stopped(calls, [(s, 1) for s in slots], after=8)
         left = calls.meta_state().migrations
         assert left, "stopping early leaves migrations to resume"
         assert all(m.phase in (Phase.PENDING, Phase.COPYING) for m in left), left
@@ -271,17 +276,7 @@ def test_stop_then_resume_and_stop_then_abort(cluster: LocalCluster) -> None:
         assert all(calls.meta_state().owner(s) == 1 for s in slots)
 
         # Move them back, stop early again, then abort: the unflipped ones stay with 1.
-        stop2 = threading.Event()
-        seen.clear()
-
-        def stop_soon2(r: SlotReport) -> None:
-            seen.append(r)
-            if len(seen) >= 8:
-                stop2.set()
-
-        ex2 = Executor(calls, batch=8, parallel=1, stop=stop2, on_slot=stop_soon2)
-        ex2.plan([(s, 3) for s in slots])
-        ex2.run()
+        run_until_stopped(calls, [(s, 3) for s in slots], after=8)
         assert calls.meta_state().migrations
         reports = Executor(calls, batch=8).abort()
         assert {r.outcome for r in reports} <= {"aborted", "done"}
