@@ -18,7 +18,8 @@ The layout, for a run whose runner has PID ``P``:
 - six free loopback ports (picked again if another program takes one before ``up``),
   published through the compose file's ``KVCLUSTER_NODE{1,2,3}_GRPC_PORT`` / ``_HTTP_PORT``;
   clients on the host follow redirects through an address map (``nodeN:7000`` ->
-  ``127.0.0.1:PORT``).
+  ``127.0.0.1:PORT``), and so does the reshard nemesis (``client_options()["address_map"]``
+  is what `resharder.ClusterResharder` dials through).
 
 Faults (each acts at once, and is idempotent as `ClusterControl` requires):
 

@@ -4,7 +4,8 @@ What lives here: `run` (the click command) and `register`, which attaches it to 
 click group (``register(main)`` in ``cli.py``). It parses options into a `RunConfig`, calls
 `runner.run`, prints progress and the one-screen summary, then the verdict as JSON on the
 **last line** of stdout (the ``check`` command's keys, plus ``run_dir``, ``workload``,
-``seed``, ``info``, ``failover_s``, ``final_reads_ok`` and ``unsafe_stale_reads``).
+``seed``, ``info``, ``failover_s``, ``final_reads_ok`` and ``unsafe_stale_reads``; with the
+``reshard`` nemesis also ``slots_moved`` and ``migrations_left``, which must be 0).
 
 Exit codes are the checker's: 0 valid, 1 invalid, 2 unknown (the checker's time limit ran out,
 or a counter key has no final read), 3 bad usage or a run that could not be carried out (not
@@ -70,7 +71,8 @@ def _nemesis(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     default="partition,kill,pause",
     show_default=True,
     callback=_nemesis,
-    help="Comma-separated faults: partition, kill, pause; or none.",
+    help="Comma-separated faults: partition, kill, pause, reshard (online slot moves between "
+    "shard groups, on a timeline of their own, overlapping the other faults); or none.",
 )
 @click.option(
     "--time",

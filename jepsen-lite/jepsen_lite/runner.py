@@ -17,10 +17,14 @@ A run, in order:
    every shard group from the cluster's slot map.
 3. ``concurrency`` client threads in the root namespace run the workload (one
    ``kvcluster.Client`` each, short timeout and retry budget so operations end during
-   faults) while the nemesis carries out the schedule drawn from the seed (main thread).
-4. At ``time`` seconds: heal everything, keep the workload going through a quiet period
-   (and until the cluster is healthy again, with a deadline), stop the clients, read every
-   key once more (the final reads, retried until they succeed or a deadline passes).
+   faults) while the nemesis carries out the schedule drawn from the seed (main thread;
+   reshards on a thread of their own, through `resharder.ClusterResharder`, which reaches
+   the nodes as the clients do).
+4. At ``time`` seconds: stop the reshards (before their next freeze), heal everything, keep
+   the workload going through a quiet period (and until the cluster is healthy again, with
+   a deadline) while the migrations the heal stopped are resumed, stop the clients, check
+   that no migration is left (reshard runs), read every key once more (the final reads,
+   retried until they succeed or a deadline passes).
 5. Kill the nodes and remove the network, or ``compose down -v`` (also on error and Ctrl-C:
    ``finally``), then check the history (`check_history`, or `check_counter`), write the
    report and the summary.
@@ -65,7 +69,7 @@ from typing import IO, Any, Protocol
 
 from jepsen_lite import netns
 from jepsen_lite.checker import Verdict, check_history
-from jepsen_lite.nemesis import ClusterControl, Nemesis, periods, plan
+from jepsen_lite.nemesis import RESHARD, ClusterControl, Nemesis, periods, plan
 from jepsen_lite.report import render_html
 from jepsen_lite.runreport import Span, embed, latency_svg, run_section, standalone_page
 from jepsen_lite.workloads import (
@@ -92,6 +96,7 @@ __all__ = [
     "RunOutcome",
     "failovers",
     "make_backend",
+    "reshard_stats",
     "run",
     "validate",
 ]
@@ -136,7 +141,9 @@ class RunConfig:
 class Failover:
     """Write unavailability after one kill: from the kill until every key of the groups the
     node led had a write answered that was invoked after the kill (None: not within the
-    window, which ends at the next fault or at the end of the workload)."""
+    window, which ends at the next fault or at the end of the workload; reshards, which
+    overlap the faults, do not end it). Keys count for the group that owned them when the run
+    started: under the reshard nemesis they may have moved since."""
 
     t: float  # seconds since the workload started
     node: int
@@ -633,7 +640,7 @@ def failovers(
     start: int,
 ) -> list[Failover]:
     """`Failover` for each kill in the nemesis log (see `Failover`)."""
-    starts = [e for e in nemesis_events if e.get("type") == "start"]
+    starts = [e for e in nemesis_events if e.get("type") == "start" and e.get("fault") != RESHARD]
     out = []
     for n, e in enumerate(starts):
         if e.get("fault") != "kill":
@@ -665,6 +672,64 @@ def failovers(
             )
         )
     return out
+
+
+def reshard_stats(nemesis_events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The reshard nemesis's figures from its log: reshards started, slots planned and moved
+    (owned by the target when the reshard ended), hot keys moved, slots per outcome (the
+    finishing after the heal included), migrations the heal stopped, errors."""
+    starts = {
+        e.get("id"): e
+        for e in nemesis_events
+        if e.get("type") == "start" and e.get("fault") == RESHARD and e.get("id") != "finish"
+    }
+    stops = [
+        e
+        for e in nemesis_events
+        if e.get("type") == "stop" and e.get("fault") == RESHARD and e.get("id") != "finish"
+    ]
+    outcomes: Counter[str] = Counter()
+    for e in nemesis_events:
+        if e.get("type") == "stop" and e.get("fault") == RESHARD:
+            outcomes.update(dict(e.get("outcome") or {}))
+    errors = [
+        str(e["error"]) for e in nemesis_events if e.get("fault") == RESHARD and e.get("error")
+    ]
+    finish = [e for e in nemesis_events if e.get("type") == "start" and e.get("id") == "finish"]
+    return {
+        "reshards": len(starts),
+        "slots_planned": sum(int(e.get("moves") or 0) for e in starts.values()),
+        "slots_moved": sum(int(e.get("moved") or 0) for e in stops),
+        "hot_keys_moved": sum(len(e.get("hot_keys_moved") or []) for e in stops),
+        "outcomes": dict(outcomes),
+        "left_at_heal": int(finish[0].get("moves") or 0) if finish else 0,
+        "errors": errors,
+        "crashed": [
+            str(e.get("error")) for e in nemesis_events if e.get("type") == "reshard-crashed"
+        ],
+    }
+
+
+def _reshard_lines(stats: Mapping[str, Any], left: int | None) -> list[str]:
+    outcome = ", ".join(f"{k} {v}" for k, v in sorted(stats["outcomes"].items())) or "none"
+    if left is None:
+        end = "migrations left at the end: UNKNOWN (the meta group did not answer)"
+    elif left:
+        end = f"MIGRATIONS LEFT AT THE END: {left} (see the nemesis log)"
+    else:
+        end = "migrations left: 0"
+    lines = [
+        f"reshards: {stats['reshards']} ({stats['slots_moved']} of {stats['slots_planned']} "
+        f"slots moved, hot keys moved {stats['hot_keys_moved']} times; slots by outcome: "
+        f"{outcome}; {stats['left_at_heal']} stopped at the heal and resumed); {end}"
+    ]
+    if stats["errors"]:
+        lines.append(f"  reshard errors ({len(stats['errors'])}): {stats['errors'][-1]}")
+    if stats["crashed"]:
+        lines.append(
+            "RESHARD THREAD CRASHED (a bug in jepsen-lite): " + "; ".join(stats["crashed"])
+        )
+    return lines
 
 
 def _op_table(ops: Sequence[_OpRecord]) -> tuple[Counter[str], dict[str, Counter[str]]]:
@@ -746,6 +811,8 @@ def validate(cfg: RunConfig) -> None:
         raise RunError("--nodes, --concurrency, --groups and --time must be positive")
     if "partition" in cfg.nemesis and cfg.nodes < 2:
         raise RunError("partitions need at least 2 nodes")
+    if RESHARD in cfg.nemesis and cfg.groups < 2:
+        raise RunError("reshards move slots between shard groups: --groups must be at least 2")
     cls.validate(cfg)
     try:
         make_workload(cfg.workload, ["probe"])
@@ -766,14 +833,17 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
     nemesis_events: list[dict[str, Any]] = []
     nemesis_file = (run_dir / "nemesis.jsonl").open("w", encoding="utf-8")
     clients: _Clients | None = None
+    resharder: Any = None
+    reshard_stop = threading.Event()
     info: dict[str, Any] = {"config": {**asdict(cfg), "out": str(run_dir)}}
     cleanup_errors: list[str] = []
     t_start = t_workload_end = 0
 
     def log_nemesis(event: dict[str, Any]) -> None:
         nemesis_events.append(event)
-        nemesis_file.write(json.dumps(event) + "\n")
-        nemesis_file.flush()
+        with contextlib.suppress(ValueError):  # closed: a reshard thread outliving a Ctrl-C
+            nemesis_file.write(json.dumps(event) + "\n")
+            nemesis_file.flush()
         echo(f"  nemesis t={event['t']:.1f}s {_describe_event(event)}")
 
     with _signals_raise():
@@ -817,27 +887,43 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
 
             clients = _Clients(cfg, workload, recorder, make_client)
             stop = threading.Event()
-            nemesis = Nemesis(backend, log_nemesis)
+            if RESHARD in cfg.nemesis:
+                resharder = _make_resharder(seeds, options)
+            hot = {k: key_slot(k) for k in keys}
+            nemesis = Nemesis(backend, log_nemesis, resharder=resharder, hot=hot)
             t_start = time.monotonic_ns()
             clients.start()
+            reshards = nemesis.start_reshards(schedule, reshard_stop)
             nemesis.run(schedule, stop)
             stop.wait(max(0.0, cfg.time - (time.monotonic_ns() - t_start) / 1e9))
             t_workload_end = time.monotonic_ns()
+            reshard_stop.set()  # before any further freeze; frozen slots finish their cutover
             nemesis.heal_all()
             t_heal = time.monotonic()
+            if reshards is not None:
+                reshards.join(cfg.recover_timeout)
+                if reshards.is_alive():
+                    echo("the reshard thread is still running after the heal; finishing anyway")
             recovered = backend.wait_healthy(cfg.recover_timeout)
             info["recovered_after_s"] = round(time.monotonic() - t_heal, 2) if recovered else None
+            if resharder is not None:
+                nemesis.finish_reshards(cfg.recover_timeout)
             stop.wait(max(0.0, t_heal + cfg.quiet - time.monotonic()))
             clients.stop()
             info["client_crashes"] = clients.crashed
+            if resharder is not None:
+                info["migrations_left"] = nemesis.check_migrations()
             echo("final reads")
             info["final_reads"] = _final_reads(workload, recorder, make_client, deadline=30.0)
         except netns.NetnsError as e:
             raise RunError(f"the test network failed: {e}") from e
         finally:
             with _signals_ignored():
+                reshard_stop.set()
                 if clients is not None:
                     clients.stop()
+                if resharder is not None:
+                    resharder.close()
                 cleanup_errors = backend.down()
                 recorder.close()
                 nemesis_file.close()
@@ -848,6 +934,15 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = lambda line: None) -> RunO
     outcome = _judge(cfg, run_dir, recorder, nemesis_events, info, t_start, t_workload_end, echo)
     outcome.pids = list(backend.pids)
     return outcome
+
+
+def _make_resharder(seeds: Sequence[str], options: Mapping[str, Any]) -> Any:
+    """The reshard nemesis's `resharder.ClusterResharder`, reaching the nodes the way the
+    clients do (the compose backend's address map; nothing to map for the local one)."""
+    from jepsen_lite.resharder import ClusterResharder, advertised_seeds
+
+    address_map = options.get("address_map") or {}
+    return ClusterResharder(advertised_seeds(seeds, address_map), address_map=address_map)
 
 
 def _netns_exists(name: str) -> bool:
@@ -876,15 +971,52 @@ def _final_reads(
 
 
 def _describe_event(e: Mapping[str, Any]) -> str:
-    if e.get("type") == "heal-all":
+    kind = e.get("type")
+    if kind == "heal-all":
         return "heal everything"
-    what = f"{e.get('type')} {e.get('fault')}"
+    if kind == "migrations":
+        return f"migrations left: {e.get('left')}" + (
+            f" {e['migrations']}" if e.get("migrations") else ""
+        )
+    if kind == "reshard-crashed":
+        return f"RESHARD THREAD CRASHED (a bug in jepsen-lite): {e.get('error')}"
+    if e.get("fault") == RESHARD:
+        return _describe_reshard(e)
+    what = f"{kind} {e.get('fault')}"
     if e.get("topology"):
         what += f" {e['topology']}"
-    if e.get("type") == "start":
+    if kind == "start":
         what += f" aimed at n{e.get('target')} ({e.get('why')} of group {e.get('group')})"
         if e.get("grudges"):
             what += f" grudges {e['grudges']}"
+    return what
+
+
+def _describe_reshard(e: Mapping[str, Any]) -> str:
+    finish = e.get("id") == "finish"
+    what = f"{e.get('type')} reshard" + (" (finish what the heal stopped)" if finish else "")
+    if e.get("type") == "start":
+        if not finish:
+            what += f" g{e.get('from')} -> g{e.get('to')}"
+        if e.get("moves") is not None:
+            what += f": {e.get('moves')} slots {e.get('slots')}"
+        if e.get("hot_keys"):
+            what += f" (hot keys {', '.join(e['hot_keys'])})"
+        if e.get("phases"):
+            what += f" phases {e['phases']}"
+    else:
+        outcome = ", ".join(f"{k} {v}" for k, v in sorted(dict(e.get("outcome") or {}).items()))
+        what += f": {outcome or 'nothing driven'}"
+        if e.get("moved") is not None:
+            what += f"; {e['moved']} slots now owned by g{e.get('to')}"
+        if e.get("hot_keys_moved"):
+            what += f" (hot keys {', '.join(e['hot_keys_moved'])})"
+        if e.get("cutover_max_ms") is not None:
+            what += f"; longest cutover {e['cutover_max_ms']} ms"
+        if e.get("left") is not None:
+            what += f"; {e['left']} left"
+    if e.get("error"):
+        what += f"; error: {e['error']}"
     return what
 
 
@@ -923,7 +1055,12 @@ def _judge(
     ops = recorder.ops
     by_type, by_f = _op_table(ops)
     fo = failovers(nemesis_events, ops, info.get("keys", {}), t_end or time.monotonic_ns(), t_start)
-    faults = Counter(str(e.get("fault")) for e in nemesis_events if e.get("type") == "start")
+    faults = Counter(
+        str(e.get("fault"))
+        for e in nemesis_events
+        if e.get("type") == "start" and e.get("id") != "finish"
+    )
+    reshards = reshard_stats(nemesis_events) if RESHARD in cfg.nemesis else None
     final_reads: dict[str, bool] = info.get("final_reads", {})
     unsafe = cfg.unsafe_stale_reads
     summary.update(
@@ -935,6 +1072,10 @@ def _judge(
         final_reads_ok=sum(final_reads.values()),
         unsafe_stale_reads=unsafe,
     )
+    if reshards is not None:
+        summary.update(
+            slots_moved=reshards["slots_moved"], migrations_left=info.get("migrations_left")
+        )
     lines = [
         f"jepsen-lite run: {cfg.workload} on {cfg.nodes} nodes ({cfg.groups} shard groups, "
         f"{cfg.backend} backend), "
@@ -957,6 +1098,8 @@ def _judge(
         f"faults: {sum(faults.values())} ({fault_text}); all healed at the end; cluster healthy "
         + (f"{rec} s after the heal" if rec is not None else "NOT healthy again in time")
     )
+    if reshards is not None:
+        lines.extend(_reshard_lines(reshards, info.get("migrations_left")))
     if fo:
         lines.append("failover after each kill -9 of a leader (until every key of the groups it")
         lines.append("led had a write answered that was invoked after the kill):")
@@ -1001,6 +1144,11 @@ def _judge(
         ("nemesis", ",".join(cfg.nemesis) or "none"),
         ("operations", lines[2].split(": ", 1)[1]),
         ("failover after kills (s)", ", ".join(f"{k.seconds}" for k in fo) or "no kills"),
+        *(
+            [("reshards", "; ".join(_reshard_lines(reshards, info.get("migrations_left"))))]
+            if reshards is not None
+            else []
+        ),
         ("final reads ok", f"{sum(final_reads.values())}/{len(final_reads)}"),
     ]
     if unsafe:
@@ -1014,6 +1162,8 @@ def _judge(
             f"counter: {outcome}", f'Counter is <span class="{cls}">{outcome}</span>', section
         )
     (run_dir / "report.html").write_text(page, encoding="utf-8")
+    if reshards is not None:
+        info["reshards"] = reshards
     info.update(
         summary=summary,
         failovers=[asdict(k) for k in fo],

@@ -1,7 +1,8 @@
 """The run's part of the HTML report: a summary table and latency over time, faults shaded.
 
 What lives here: `latency_svg` (one dot per operation at its invoke time, y = latency on a log
-scale, coloured by outcome; each nemesis period a shaded band with its label), `run_section`
+scale, coloured by outcome; each nemesis period a shaded band with its label; reshards, which
+overlap the other faults, translucent on top of them, labelled at the bottom), `run_section`
 (the summary table, the plot and the nemesis log as HTML), `embed` (puts that section into the
 checker's report, right after its heading) and `standalone_page` (a whole page, for runs the
 linearizability checker does not judge, like ``counter``).
@@ -29,7 +30,7 @@ __all__ = ["Span", "embed", "latency_svg", "run_section", "standalone_page"]
 _W, _H = 1000, 320
 _L, _R, _T, _B = 64, 16, 26, 40
 _COLOURS = {"ok": "#2d7a3a", "fail": "#8c8c8c", "info": "#d97a00"}
-_BANDS = {"partition": "#f6d5d5", "kill": "#d5e0f6", "pause": "#e8d9f3"}
+_BANDS = {"partition": "#f6d5d5", "kill": "#d5e0f6", "pause": "#e8d9f3", "reshard": "#f3e6a8"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +68,17 @@ def latency_svg(spans: Sequence[Span], periods: Sequence[Period], start: int, en
         'aria-label="latency over time" style="font: 11px system-ui, sans-serif">',
         f'<rect x="{_L}" y="{_T}" width="{pw}" height="{ph}" fill="#fff" stroke="#bbb"/>',
     ]
-    for p in periods:
+    # Reshards overlap the other faults: drawn after them, translucent, labelled at the bottom.
+    for p in sorted(periods, key=lambda p: p.kind == "reshard"):
         x1, x2 = x(p.start), x(p.end if p.end is not None else end)
         colour = _BANDS.get(p.kind, "#eee")
+        over = p.kind == "reshard"
+        ly = _T + ph - 4 if over else _T - 4
         out.append(
             f'<g><title>{_e(p.label)}</title><rect x="{x1:.1f}" y="{_T}" '
-            f'width="{max(x2 - x1, 1):.1f}" height="{ph}" fill="{colour}" opacity="0.8"/>'
-            f'<text x="{x1 + 2:.1f}" y="{_T - 4}" fill="#555">{_e(p.label[:28])}</text></g>'
+            f'width="{max(x2 - x1, 1):.1f}" height="{ph}" fill="{colour}" '
+            f'opacity="{0.55 if over else 0.8}"/>'
+            f'<text x="{x1 + 2:.1f}" y="{ly}" fill="#555">{_e(p.label[:28])}</text></g>'
         )
     for exp in range(low_exp, top_exp + 1):
         yy = y(int(10.0**exp * 1e6))

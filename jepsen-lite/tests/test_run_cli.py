@@ -19,13 +19,23 @@ from click.testing import CliRunner, Result
 from jepsen_lite import compose, netns
 from jepsen_lite.cli import main
 from jepsen_lite.compose import ComposeBackend
+from jepsen_lite.resharder import advertised_seeds
 from jepsen_lite.run_cli import register
 from jepsen_lite.runner import UNSAFE_STALE_READS_ENV, RunConfig, RunError, validate
 
 if "run" not in main.commands:  # until cli.py registers it itself
     register(main)
 
-RUN_MODULES = ["netns", "nemesis", "workloads", "runner", "run_cli", "runreport", "compose"]
+RUN_MODULES = [
+    "netns",
+    "nemesis",
+    "workloads",
+    "runner",
+    "run_cli",
+    "runreport",
+    "compose",
+    "resharder",
+]
 
 
 def invoke(*args: str) -> Result:
@@ -76,6 +86,13 @@ def test_compose_override_and_address_map(tmp_path: Path) -> None:
     assert len(set(ports)) == 6
     assert backend.address_map == {f"node{n}:7000": backend.address(n) for n in (1, 2, 3)}
     assert backend.client_options() == {"address_map": backend.address_map}
+    # the reshard nemesis's seeds are what the nodes advertise (leader hints name those)
+    assert advertised_seeds(backend.seeds, backend.address_map) == [
+        "node1:7000",
+        "node2:7000",
+        "node3:7000",
+    ]
+    assert advertised_seeds(["10.0.0.1:7000"], {}) == ["10.0.0.1:7000"]
     backend._write_override()
     override = json.loads(backend.override_path.read_text())
     for n in (1, 2, 3):
@@ -104,6 +121,14 @@ def test_partitions_need_two_nodes() -> None:
     with pytest.raises(RunError, match="at least 2 nodes"):
         validate(RunConfig(nodes=1, nemesis=("partition",)))
     validate(RunConfig(nodes=1, nemesis=("kill",)))
+
+
+def test_reshards_need_two_shard_groups() -> None:
+    with pytest.raises(RunError, match="--groups must be at least 2"):
+        validate(RunConfig(groups=1, nemesis=("kill", "reshard")))
+    validate(RunConfig(groups=2, nemesis=("reshard",)))
+    result = invoke("--nemesis", "reshard", "--groups", "1", "--out", "/nonexistent/r")
+    assert result.exit_code == 3 and "--groups must be at least 2" in result.stderr
 
 
 def test_not_root_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,9 @@ iptables, kill -9 and restart. Short (about 15-20 s of workload each).
   ReadIndex) a run with partitions is found NOT linearizable; the same run without it is valid.
 - A counter run under kills: the final value lies between acknowledged and attempted
   increments.
+- Reshards (``--nemesis reshard``, and ``partition,kill,reshard``): slots, the hot keys' among
+  them, move between shard groups while the workload runs (overlapping partitions and kills),
+  the history stays linearizable, and no migration is left at the end.
 
 Skipped, with the reason, when not root or network namespaces / iptables do not work here
 (``scripts/jepsen_setup.sh`` installs the tools), or on request with ``JEPSEN_LITE_SKIP_RUNS=1``.
@@ -15,6 +18,7 @@ Nothing sleeps to synchronise: the runs wait for conditions with deadlines.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any
 
 import pytest
 from jepsen_lite import netns
+from jepsen_lite.nemesis import periods
 from jepsen_lite.runner import UNSAFE_STALE_READS_ENV, RunConfig, RunOutcome, run
 
 pytestmark = pytest.mark.timeout(600)
@@ -136,4 +141,66 @@ def test_counter_under_kills_ends_between_acknowledged_and_attempted(
     for key in outcome.counter.keys.values():
         assert key.final is not None and key.acked <= key.final <= key.attempted
         assert key.acked > 0
+    assert_nothing_left(outcome)
+
+
+def nemesis_log(outcome: RunOutcome) -> list[dict[str, Any]]:
+    lines = (outcome.run_dir / "nemesis.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_reshards_moved_slots_and_finished(outcome: RunOutcome) -> list[dict[str, Any]]:
+    log = nemesis_log(outcome)
+    assert not [e for e in log if e["type"] == "reshard-crashed"], outcome.text
+    starts = [e for e in log if e.get("fault") == "reshard" and e["type"] == "start"]
+    stops = {e["id"]: e for e in log if e.get("fault") == "reshard" and e["type"] == "stop"}
+    planned = [e for e in starts if e["id"] != "finish"]
+    assert len(planned) >= 3, outcome.text
+    assert all(e["id"] in stops for e in starts), "every reshard logs its end"
+    for e in planned:
+        assert e["from"] != e["to"] and e["moves"] > 0
+    # owners changed: the layout read after each reshard gives its slots to the target
+    moved = [stops[e["id"]]["moved"] for e in planned]
+    assert sum(m > 0 for m in moved) >= 2 and sum(moved) == outcome.summary["slots_moved"]
+    assert any(stops[e["id"]]["hot_keys_moved"] for e in planned), "hot keys moved"
+    stopped = sum(stops[e["id"]]["outcome"].get("stopped", 0) for e in planned)
+    if stopped:  # the heal stopped a reshard: what it left was finished after the heal
+        assert stops["finish"]["left"] == 0 and stops["finish"]["outcome"].get("done")
+    assert log[-1]["type"] == "migrations" and log[-1]["left"] == 0
+    assert outcome.info["migrations_left"] == 0 == outcome.summary["migrations_left"]
+    assert "reshards:" in outcome.text and "migrations left: 0" in outcome.text
+    assert "reshard g" in (outcome.run_dir / "report.html").read_text()
+    return log
+
+
+def test_register_under_reshards_is_linearizable(local_backend: None, tmp_path: Path) -> None:
+    cfg = short(tmp_path, "reshard", nemesis=("reshard",), time=20.0, seed=23)
+    outcome = run(cfg, echo_to_test_log)
+    print(outcome.text)
+    assert outcome.outcome == "valid", outcome.text
+    assert outcome.summary["ops"] > 200 and all(outcome.info["final_reads"].values())
+    assert_reshards_moved_slots_and_finished(outcome)
+    assert not outcome.info["client_crashes"]
+    assert_nothing_left(outcome)
+
+
+def test_register_under_partitions_kills_and_reshards_is_linearizable(
+    local_backend: None, tmp_path: Path
+) -> None:
+    kinds = ("partition", "kill", "reshard")
+    outcome = run(short(tmp_path, "mixed", nemesis=kinds, time=20.0, seed=13), echo_to_test_log)
+    print(outcome.text)
+    assert outcome.outcome == "valid", outcome.text
+    assert {f["kind"] for f in outcome.info["schedule"]} == set(kinds)  # seed 13 plans all
+    assert outcome.summary["ops"] > 200 and all(outcome.info["final_reads"].values())
+    log = assert_reshards_moved_slots_and_finished(outcome)
+    spans = periods(log)
+    reshards = [p for p in spans if p.kind == "reshard"]
+    faults = [p for p in spans if p.kind != "reshard"]
+    assert any(
+        r.end is not None and f.end is not None and r.start < f.end and f.start < r.end
+        for r in reshards
+        for f in faults
+    ), "a reshard overlapped a partition or a kill"
+    assert not outcome.info["client_crashes"]
     assert_nothing_left(outcome)

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 from jepsen_lite import check_history, render_html
 from jepsen_lite.nemesis import Period
+from jepsen_lite.runner import reshard_stats
 from jepsen_lite.runreport import Span, embed, latency_svg, run_section, standalone_page
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -57,3 +58,40 @@ def test_run_section_goes_after_the_checker_heading() -> None:
     )
     whole = standalone_page("counter: valid", "Counter is valid", section)
     assert whole.startswith("<!doctype html>") and section in whole
+
+
+def test_reshards_are_drawn_over_the_faults_they_overlap() -> None:
+    faults = [
+        Period(1 * S, 5 * S, "reshard", "reshard g1->g2 (30 slots)"),
+        Period(2 * S, 4 * S, "kill", "kill n1"),
+    ]
+    root = ET.fromstring(latency_svg(spans(), faults, 0, 10 * S))
+    titles = [t.text for t in root.iter(f"{NS}title")]
+    assert titles == ["kill n1", "reshard g1->g2 (30 slots)"]  # the reshard on top
+    legend = [t.text for t in root.iter(f"{NS}text")]
+    assert "reshard" in legend
+
+
+def test_reshard_stats_from_the_nemesis_log() -> None:
+    log: list[dict[str, object]] = [
+        {"type": "start", "id": 1, "fault": "reshard", "from": 1, "to": 2, "moves": 10},
+        {"type": "start", "id": 2, "fault": "kill", "target": 1},
+        {"type": "stop", "id": 1, "fault": "reshard", "outcome": {"done": 10}, "moved": 10,
+         "hot_keys_moved": ["k1", "k2"]},
+        {"type": "start", "id": 3, "fault": "reshard", "from": 2, "to": 1, "moves": 5},
+        {"type": "heal-all"},
+        {"type": "stop", "id": 3, "fault": "reshard", "outcome": {"done": 2, "stopped": 3},
+         "moved": 2, "hot_keys_moved": [], "error": None},
+        {"type": "start", "id": "finish", "fault": "reshard", "moves": 3},
+        {"type": "stop", "id": "finish", "fault": "reshard", "outcome": {"done": 3}, "left": 0},
+    ]  # fmt: skip
+    assert reshard_stats(log) == {
+        "reshards": 2,
+        "slots_planned": 15,
+        "slots_moved": 12,
+        "hot_keys_moved": 2,
+        "outcomes": {"done": 15, "stopped": 3},
+        "left_at_heal": 3,
+        "errors": [],
+        "crashed": [],
+    }

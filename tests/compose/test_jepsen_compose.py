@@ -1,7 +1,8 @@
 """``jepsen-lite run --backend compose``: the fault-injection run against docker-compose.yml.
 
 - A register run (concurrency 4) under partitions (iptables in the containers' network
-  namespaces) and kills (``docker kill`` / ``docker start``) is linearizable, and the run
+  namespaces), kills (``docker kill`` / ``docker start``) and reshards (slots moved online,
+  through the address map) is linearizable, no migration is left at the end, and the run
   removes its compose project: no container, volume or network is left with its label.
 - The self-test on compose: with the nodes' test-only ``KVCLUSTER_UNSAFE_STALE_READS=1`` (reads
   skip ReadIndex), a run with partitions is found NOT linearizable. This is what shows that
@@ -70,8 +71,10 @@ def assert_project_removed(outcome: RunOutcome) -> None:
     assert not outcome.info.get("cleanup_errors")
 
 
-def test_register_under_partitions_and_kills_is_linearizable(tmp_path: Path, image: str) -> None:
-    cfg = config(tmp_path, image, nemesis=("partition", "kill"), time=25.0, seed=7)
+def test_register_under_partitions_kills_and_reshards_is_linearizable(
+    tmp_path: Path, image: str
+) -> None:
+    cfg = config(tmp_path, image, nemesis=("partition", "kill", "reshard"), time=25.0, seed=7)
     began = time.monotonic()
     outcome = run(cfg, print)
     print(outcome.text)
@@ -79,7 +82,8 @@ def test_register_under_partitions_and_kills_is_linearizable(tmp_path: Path, ima
     assert outcome.outcome == "valid", outcome.text
     assert outcome.summary["ops"] > 200
     assert all(outcome.info["final_reads"].values())
-    assert {f["kind"] for f in outcome.info["schedule"]} == {"partition", "kill"}
+    assert {f["kind"] for f in outcome.info["schedule"]} == {"partition", "kill", "reshard"}
+    assert outcome.info.get("migrations_left") == 0, outcome.text
     kills = outcome.info["failovers"]
     assert any(k["seconds"] is not None for k in kills), outcome.text
     out = cfg.out
