@@ -194,13 +194,24 @@ class Executor:
     def _each(
         self, jobs: list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]]
     ) -> list[SlotReport]:
+        """Run the waves; report every wave that finished, then raise the first error (the
+        waves after a failed one still run: each is independent, and their migrations are
+        better finished than left for a resume)."""
         reports: list[SlotReport] = []
+        errors: list[BaseException] = []
         with ThreadPoolExecutor(self.parallel, thread_name_prefix="migrate") as pool:
             futures = [pool.submit(fn, _Wave(ms)) for fn, ms in jobs]
             for fut in futures:
-                for report in fut.result():
+                try:
+                    done = fut.result()
+                except Exception as e:  # re-raised below, after the other waves
+                    errors.append(e)
+                    continue
+                for report in done:
                     reports.append(report)
                     self.on_slot(report)
+        if errors:
+            raise errors[0]
         return reports
 
     # -- the waves -----------------------------------------------------------------------

@@ -146,8 +146,12 @@ class LeaderCalls:
             addrs = [meta.nodes[n] for n in sorted(meta.nodes)]
         else:
             addrs = [meta.nodes[n] for n in meta.groups.get(group, ()) if n in meta.nodes]
-        if leader is not None and leader in addrs:
-            addrs.remove(leader)
+        if leader is not None:
+            # A leader hint names the address the node advertises, which may be none of the
+            # seeds (a client dialling published ports through an address map): try it
+            # first all the same.
+            if leader in addrs:
+                addrs.remove(leader)
             addrs.insert(0, leader)
         return addrs
 
