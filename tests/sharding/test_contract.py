@@ -20,6 +20,7 @@ MODULES = sorted(PACKAGE.glob("*.py"))
 ALLOWED = {
     "__future__",
     "array",
+    "bisect",
     "collections.abc",
     "dataclasses",
     "enum",
