@@ -20,7 +20,7 @@ Contract:
 
       source: MigrateOut(slot, id, target)  Freeze(slot, id)  Release(slot, id)
               (Freeze answers with the final pass: the dirty keys and the slot's sessions)
-              Unfreeze(slot, id)            (abort: back to no record)
+              Unfreeze(slot, id)            (abort: served again, an ABORTED tombstone)
       target: ImportBegin(slot, id, source, attempt)  (starts copy ``attempt``, clearing the
               slot)  ImportChunk(slot, id, attempt, chunk, puts, sessions)
               Activate(slot, id, attempt)
