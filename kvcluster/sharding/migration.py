@@ -4,25 +4,31 @@ Contract:
 - A ``Migration`` moves one ``slot`` from group ``source`` (the slot is MIGRATING there) to
   group ``target`` (IMPORTING there). It is an immutable value; ``advance`` and ``abort``
   return a new one and raise ``InvalidArgument`` on an illegal transition. The meta group keeps
-  these values; the groups' own logs carry the freeze and release of the slot.
+  these values; the groups' own logs carry their side of the slot, and only those decide what
+  a group serves (``kvcluster.kv.slot_moves``; ``state_of`` here is the meta group's view).
 - The phases and what holds in each (``TRANSITIONS`` is the whole table)::
 
       PENDING            recorded by the meta group; nothing has moved; source serves
-      COPYING            target copies the slot in chunks through its own log; source serves
-      FROZEN             source froze the slot through its log and answers TRYAGAIN; target
-                         takes the changes made since its copy began
+      COPYING            source tracks the keys written to the slot; target copies the slot
+                         in chunks through its own log; source serves
+      FROZEN             recorded *before* the source's Freeze: freezing may have begun (the
+                         source answers TRYAGAIN once it applied it), so the executor no
+                         longer stops; the target takes the changes made since its copy began
       OWNERSHIP_FLIPPED  meta group gave the slot to target and bumped the epoch; target serves
+                         once its copy is active
       SOURCE_RELEASED    source dropped its copy through its log and answers MOVED
       DONE               the meta group forgot the migration
       ABORTED            given up before the flip; the slot stays with source (which unfreezes
-                         it if frozen) and target discards its partial copy
+                         it if frozen) and target discards its copy; the meta group keeps the
+                         record until both have done so (``ForgetMove``)
 
 - Each phase is entered only from its predecessor; ABORTED only from PENDING, COPYING or FROZEN
   (after the flip the target may already have acknowledged writes, so the only way is forward).
   DONE and ABORTED are final.
 - Every step is idempotent: applying the step to a migration already in that phase returns the
   very same value. Steps are replayed after leader changes and crashes, and a replay must not
-  fail. A step for a phase already *passed* is an error: it means the caller's view is stale.
+  fail. Here a step for a phase already *passed* is an error; the meta group's state machine
+  answers such a replay OK without change (its command may have been applied twice).
 - ``migration_id`` tells two migrations of the same slot apart (a reshard and a later move
   back): callers that replay steps should compare it before applying one.
 """
