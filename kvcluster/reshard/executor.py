@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kvcluster.errors import InvalidArgument
 from kvcluster.kv._msgpack import unpack
@@ -77,6 +77,7 @@ from kvcluster.v1 import admin_pb2
 __all__ = ["Executor", "SlotReport"]
 
 _CHUNK_BYTES = 512 * 1024
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -113,18 +114,6 @@ class _Wave:
         self.final: dict[
             int, tuple[int, list[tuple[bytes, bytes | None]], list[tuple[int, int, bytes]]]
         ] = {}
-
-    def pairs(self) -> dict[tuple[int, int], list[Migration]]:
-        out: dict[tuple[int, int], list[Migration]] = {}
-        for m in self.migrations:
-            out.setdefault((m.source, m.target), []).append(m)
-        return out
-
-    def by(self, role: str) -> dict[int, list[Migration]]:
-        out: dict[int, list[Migration]] = {}
-        for m in self.migrations:
-            out.setdefault(m.source if role == "source" else m.target, []).append(m)
-        return out
 
     def next_chunk(self, slot: int) -> int:
         self.chunk[slot] += 1
@@ -223,7 +212,7 @@ class Executor:
             pending = [m for m in w.migrations if m.phase == Phase.PENDING]
             self._advance(pending, Phase.COPYING)
             self._per_group(
-                w.by("source"),
+                _by_source(w.migrations),
                 lambda ms: [MigrateOut(0, m.slot, m.migration_id, m.target) for m in ms],
             )
             self._begin_imports(w)
@@ -278,10 +267,10 @@ class Executor:
         t0 = time.monotonic()
         self._meta([AbortMove(m.migration_id).encode() for m in w.migrations])
         self._per_group(
-            w.by("source"), lambda ms: [Unfreeze(0, m.slot, m.migration_id) for m in ms]
+            _by_source(w.migrations), lambda ms: [Unfreeze(0, m.slot, m.migration_id) for m in ms]
         )
         self._per_group(
-            w.by("target"), lambda ms: [DropImport(0, m.slot, m.migration_id) for m in ms]
+            _by_target(w.migrations), lambda ms: [DropImport(0, m.slot, m.migration_id) for m in ms]
         )
         self._meta([ForgetMove(m.migration_id).encode() for m in w.migrations])
         return self._reports(w, "aborted", t0)
@@ -330,7 +319,7 @@ class Executor:
         self._parallel(one, list(groups.items()))
 
     def _for_pairs(self, w: _Wave, fn: Callable[[list[Migration]], None]) -> None:
-        self._parallel(fn, list(w.pairs().values()))
+        self._parallel(fn, list(_group(w.migrations, lambda m: (m.source, m.target)).values()))
 
     def _parallel(self, fn: Callable[[Any], None], items: list[Any]) -> None:
         if len(items) == 1:
@@ -353,13 +342,13 @@ class Executor:
                 if final is not None:
                     w.final[m.slot] = final
 
-        self._parallel(one, list(w.by("source").items()))
+        self._parallel(one, list(_by_source(w.migrations).items()))
 
     def _read_attempts(self, w: _Wave, *, fresh: bool) -> None:
         """Each slot's copy attempt from its target's record: the current one, or (``fresh``)
         a new, higher one (counter in the high bits, random low bits, so two executors at
         once never pick the same: the higher wins, the other is refused)."""
-        for target, ms in w.by("target").items():
+        for target, ms in _by_target(w.migrations).items():
             r = self.calls.scan(target, [m.slot for m in ms], admin_pb2.DATA, limit=1)
             for m, raw in zip(ms, r.records, strict=True):
                 current = 0
@@ -377,7 +366,7 @@ class Executor:
     def _begin_imports(self, w: _Wave) -> None:
         self._read_attempts(w, fresh=True)
         self._per_group(
-            w.by("target"),
+            _by_target(w.migrations),
             lambda ms: [
                 ImportBegin(0, m.slot, m.migration_id, m.source, w.attempt[m.slot]) for m in ms
             ],
@@ -508,12 +497,20 @@ class Executor:
             time.sleep(start - now)
 
 
+def _group(ms: list[Migration], key: Callable[[Migration], K]) -> dict[K, list[Migration]]:
+    """``ms`` grouped by ``key``, in their order."""
+    out: dict[K, list[Migration]] = {}
+    for m in ms:
+        out.setdefault(key(m), []).append(m)
+    return out
+
+
 def _by_source(ms: list[Migration]) -> dict[int, list[Migration]]:
-    return _Wave(ms).by("source")
+    return _group(ms, lambda m: m.source)
 
 
 def _by_target(ms: list[Migration]) -> dict[int, list[Migration]]:
-    return _Wave(ms).by("target")
+    return _group(ms, lambda m: m.target)
 
 
 def _split(puts: list[tuple[bytes, bytes | None]]) -> Iterator[list[tuple[bytes, bytes | None]]]:
