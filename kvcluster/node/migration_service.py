@@ -176,9 +176,14 @@ def _scan(
     kind = request.kind
     if kind == admin_pb2.SIZES:
         for s in slots:
-            page = view.scan(s, None, 1 << 62)
-            resp.keys_totals.append(len(page))
-            resp.bytes_totals.append(sum(len(k) + len(v) for k, v in page))
+            keys = size = 0
+            cursor: bytes | None = None
+            while page := view.scan(s, cursor, _MAX_SCAN):  # a page at a time, not the slot
+                keys += len(page)
+                size += sum(len(k) + len(v) for k, v in page)
+                cursor = page[-1][0]
+            resp.keys_totals.append(keys)
+            resp.bytes_totals.append(size)
         return resp
     if kind == admin_pb2.SESSIONS:
         for s in slots:
