@@ -284,6 +284,13 @@ class Attempts:
             # a moment while a new layout reaches them both (a slot just changed owners).
             # Following at once would spend the budget in milliseconds: back off first.
             action = replace(action, backoff_ticks=self._budget.backoff(self._attempt))
+        if (
+            isinstance(reply, NotLeaderRedirect)
+            and action.target is not None
+            and self.cmd.request.asking
+        ):
+            # An ASK names a group; its replica that is not the leader named the leader.
+            action = replace(action, asking=True)
         self._previous = addr
         with self._lock:
             self._cache.remember(self.slot, action)

@@ -24,6 +24,8 @@ class Status(enum.IntEnum):
     NOT_FOUND = 1  # GET of an absent key
     NOT_APPLIED = 2  # SET NX/XX or CAS condition false: nothing changed
     MOVED = 4  # the slot went to group int_value (a finished migration): nothing changed
+    ASK = 5  # (the node's, never the state machine's) the slot is frozen here and its move
+    #          to group int_value is decided: send this one request there, with ASKING
     TRYAGAIN = 6  # the slot is frozen or still arriving (a migration): nothing changed
     INVALID = 8  # meaningless request or malformed command: nothing changed; error says why
     WRONGTYPE = 9  # INCRBY on a value that is not a base-10 int64

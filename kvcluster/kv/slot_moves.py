@@ -7,11 +7,13 @@ Contract:
       (no record)  the group serves the slot if the meta group routes it here
       MIGRATING    leaving for group ``peer``: served, and every key a write touches is
                    marked dirty (shadow slot ``DIRTY_BASE + slot``) for the final pass
-      FROZEN       leaving: writes and reads are answered TRYAGAIN; the data is final
+      FROZEN       leaving, decided: writes and reads are answered TRYAGAIN (the node sends
+                   the client on to ``peer`` with ASK); the data is final
       RELEASED     gone to group ``peer``: answered MOVED; data and dirty marks deleted
       IMPORTING    arriving from ``peer``: copy ``attempt`` has applied chunks 1..``chunk``;
                    answered TRYAGAIN
-      ACTIVE       arrived (migration ``migration_id``): served like a slot with no record
+      ACTIVE       arrived (migration ``migration_id``): served like a slot with no record;
+                   the node serves it to ASKING clients even before the meta group's flip
       ABORTED      migration ``migration_id`` was rolled back here: like no record, except
                    that every later step of that migration is refused (a tombstone)
 
@@ -20,12 +22,13 @@ Contract:
 
       source: MigrateOut(slot, id, target)  Freeze(slot, id)  Release(slot, id)
               (Freeze answers with the final pass: the dirty keys and the slot's sessions)
-              Unfreeze(slot, id)            (abort: served again, an ABORTED tombstone)
+              Unfreeze(slot, id)            (abort of a MIGRATING slot: an ABORTED
+                                            tombstone; refused once FROZEN: decided)
       target: ImportBegin(slot, id, source, attempt)  (starts copy ``attempt``, clearing the
               slot)  ImportChunk(slot, id, attempt, chunk, puts, sessions)
               Activate(slot, id, attempt)
-              DropImport(slot, id)          (abort, even after Activate: data removed; sent
-                                            only once the meta group aborted the migration)
+              DropImport(slot, id)          (abort: data removed, an ABORTED tombstone;
+                                            refused once ACTIVE: decided)
 
 - Every command is idempotent, and a command of an *older* migration than the record's is
   stale: answered INVALID and changes nothing. Copy attempts only go up: an ImportBegin of
@@ -362,9 +365,11 @@ def apply_move(
         _write(view, slot, rec._replace(state=SlotState.RELEASED))  # type: ignore[union-attr]
         return KvResult(Status.OK, int_value=deleted)
     if t is Unfreeze:
-        if same and state == SlotState.RELEASED:
-            return _invalid(f"slot {slot} was already released; cannot abort")
-        if same and state in (SlotState.MIGRATING, SlotState.FROZEN):
+        if same and state in (SlotState.FROZEN, SlotState.RELEASED):
+            # Past the freeze the move is decided (the meta group refuses to abort it): the
+            # target may already be serving the slot, so the source must never again.
+            return _invalid(f"slot {slot} is {state.name.lower()} here: the move is decided")
+        if same and state == SlotState.MIGRATING:
             view.delete_slot(DIRTY_BASE + slot)
             _write(view, slot, SlotRecord(SlotState.ABORTED, mid, rec.peer))  # type: ignore[union-attr]
         return _OK  # otherwise nothing of this migration to undo here
@@ -419,10 +424,11 @@ def apply_move(
         _write(view, slot, SlotRecord(SlotState.ACTIVE, mid, rec.peer))  # type: ignore[union-attr]
         return _OK
     if t is DropImport:
-        # Also drops an ACTIVE copy: the executor activates before the meta group's flip is
-        # known, and DropImport comes only after the meta group aborted the migration, after
-        # which the flip can never happen (nobody was ever routed here).
-        if not (same and state in (SlotState.IMPORTING, SlotState.ACTIVE)):
+        if same and state == SlotState.ACTIVE:
+            # Activated, so the move was decided (frozen at the source, never aborted) and
+            # this copy may have acknowledged writes: it is the slot now.
+            return _invalid(f"slot {slot} is active here: the move is decided")
+        if not (same and state == SlotState.IMPORTING):
             return _OK
         view.delete_slot(slot)
         _write(view, slot, SlotRecord(SlotState.ABORTED, mid, rec.peer))  # type: ignore[union-attr]

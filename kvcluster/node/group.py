@@ -8,6 +8,9 @@ Contract:
   the applied entry is ours (same index and term), or with ``ProposalDropped`` if another
   leader's entry took the index (ours can then never commit). A write still pending when
   the caller gives up is reported by the caller as TIMEOUT (outcome unknown), never failed.
+- A write held for a slot whose copy is still arriving can wait for the slot's Activate to
+  be *proposed* here (``activation_proposed``): proposed after it, in the same leader's log,
+  the write is applied after it.
 - Reads in one loop turn share one ReadIndex request (and the core shares one heartbeat
   round among all requests of a turn), so a burst of reads costs one round trip.
 """
@@ -55,6 +58,11 @@ class GroupReplica:
         self._apply_waits: list[tuple[int, int, asyncio.Future[None]]] = []  # (index, n, fut)
         self._ctx = itertools.count(1)
         self._wait_seq = itertools.count()
+        self._activation_waits: dict[int, list[asyncio.Future[None]]] = {}
+        self._activations: dict[int, tuple[int, int]] = {}  # slot -> (term, index) proposed
+        # Slots seen frozen or released here (a hint: the services check the slot's record
+        # before answering from it, and forget the slot when it is neither any more).
+        self.departed: set[int] = set()
 
     # -- status ----------------------------------------------------------------------------
     @property
@@ -78,6 +86,30 @@ class GroupReplica:
             self._writes[index] = (term, fut)
             futs.append(fut)
         return futs
+
+    def activation_proposed(self, slot: int) -> asyncio.Future[None]:
+        """A future that resolves once this replica, as leader, has proposed an Activate of
+        ``slot`` that is not applied yet (see ``note_activations``): at once if one is
+        pending. A hint only: the apply-time guards decide. The caller cancels it when done
+        waiting."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = self._activations.get(slot)
+        if pending is not None and pending > (self.raw.raft.term, self.applied):
+            fut.set_result(None)
+        else:
+            self._activation_waits.setdefault(slot, []).append(fut)
+        return fut
+
+    def note_activations(self, slots: list[tuple[int, int]]) -> None:
+        """Activates of these ``(slot, log index)`` were just proposed here."""
+        term = self.raw.raft.term
+        for slot, index in slots:
+            self._activations[slot] = (term, index)
+            for fut in self._activation_waits.pop(slot, ()):
+                if not fut.done():
+                    fut.set_result(None)
+        for slot in [s for s, (_, i) in self._activations.items() if i <= self.applied]:
+            del self._activations[slot]
 
     def read_barrier(self) -> asyncio.Future[int]:
         """A future resolving to a read index once leadership is confirmed (shared per turn)."""

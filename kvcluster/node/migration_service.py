@@ -30,6 +30,7 @@ from kvcluster.kv.result import Status
 from kvcluster.kv.slot_moves import (
     DIRTY_BASE,
     SLOT_PREFIX,
+    Activate,
     MoveCommand,
 )
 from kvcluster.kv.values import is_expired
@@ -70,7 +71,7 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
         if not request.commands or len(request.commands) > _MAX_COMMANDS:
             return admin_pb2.ProposeResponse(error=f"give 1..{_MAX_COMMANDS} commands")
         try:
-            datas = [self._checked(gid, c) for c in request.commands]
+            checked = [self._checked(gid, c) for c in request.commands]
         except InvalidArgument as e:
             return admin_pb2.ProposeResponse(error=str(e))
         if g is None:
@@ -80,9 +81,12 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
         if not node.accepting:
             return admin_pb2.ProposeResponse(error="node is shutting down", unknown=True)
         try:
-            futs = g.propose(datas)
+            futs = g.propose([data for data, _ in checked])
         except ProposalDropped as e:  # NotLeader included
             return admin_pb2.ProposeResponse(error=str(e), **self._hint(g))
+        # Client writes held for these slots may now be proposed: they land behind them.
+        first = g.raw.raft.log.last_index() - len(checked) + 1
+        g.note_activations([(slot, first + k) for k, (_, slot) in enumerate(checked) if slot >= 0])
         node.kick()
         try:
             results = await asyncio.wait_for(
@@ -107,11 +111,12 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
                 )
         return resp
 
-    def _checked(self, gid: int, command: bytes) -> bytes:
-        """The entry to propose for ``command``; InvalidArgument unless it is allowed here."""
+    def _checked(self, gid: int, command: bytes) -> tuple[bytes, int]:
+        """The entry to propose for ``command``, and the slot it activates (-1: not an
+        Activate); InvalidArgument unless it is allowed here."""
         if gid == META_GROUP:
             decode_meta_command(command)
-            return command
+            return command, -1
         cmd = decode_command(command)
         if type(cmd).__module__ != _MOVE_MODULE:
             raise InvalidArgument("only slot-move commands may be proposed here")
@@ -119,7 +124,8 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
         # The leader stamps its clock; an import chunk may carry the source group's clock (so
         # a key expired there is expired here), at most a minute ahead.
         now = self.node.now_ms()
-        return encode_command(move._replace(now_ms=max(now, min(move.now_ms, now + 60_000))))
+        stamped = move._replace(now_ms=max(now, min(move.now_ms, now + 60_000)))
+        return encode_command(stamped), move.slot if isinstance(move, Activate) else -1
 
     async def _barrier(self, g: GroupReplica) -> None:
         index = await asyncio.wait_for(g.read_barrier(), self.node.cfg.request_timeout_ms / 1000)

@@ -31,6 +31,7 @@ import grpc
 
 from kvcluster.errors import KvClusterError
 from kvcluster.kv.result import KvResult
+from kvcluster.kv.slot_moves import SlotState, read_record
 from kvcluster.kv.state_machine import KvStateMachine
 from kvcluster.meta import (
     META_GROUP,
@@ -201,6 +202,33 @@ class Node:
 
     def owner_of(self, slot: int) -> int | None:
         return self._slot_map.owner(slot) if self.meta.bootstrapped else None
+
+    def leads(self, gid: int | None) -> bool:
+        """Whether this node hosts group ``gid`` and is its leader."""
+        g = self.groups.get(gid) if gid is not None else None
+        return g is not None and g.is_leader
+
+    def importing_group(self, slot: int, *, active_only: bool = False) -> int | None:
+        """A group of this node, other than the slot's owner in this node's layout, that has
+        activated ``slot`` or (unless ``active_only``) is importing it; None if there is
+        none. A slot active in a group is that group's, whether or not this node has seen
+        the flip yet: its move was decided (frozen at the source) before it was activated."""
+        store = self.store
+        if store is None:
+            return None
+        owner = self.owner_of(slot)
+        with store.read() as txn:
+            for gid in self.groups:
+                if gid in (META_GROUP, owner):
+                    continue
+                rec = read_record(txn.kv_read_view(gid), slot)
+                if rec is None:
+                    continue
+                if rec.state == SlotState.ACTIVE or (
+                    rec.state == SlotState.IMPORTING and not active_only
+                ):
+                    return gid
+        return None
 
     def moved_address(self, owner: int) -> str:
         """Where to send a slot owned by group ``owner``: its leader if this node hosts a

@@ -12,9 +12,14 @@ Contract:
   The node logs a warning naming the variable at start-up.
 - A replica that is not the leader answers NOT_LEADER with the leader's address if known;
   so does a node that is shutting down (the request did not happen: retry elsewhere).
-- Slot migration: a request the state machine refuses with TRYAGAIN (the slot is frozen) is
-  held up to ``PARK_SECONDS`` for the slot's release and then answered MOVED, so a client
-  sees a cutover as one slow request plus one redirect, not a series of retries.
+- Slot migration, at the source: a request the state machine refuses with TRYAGAIN because
+  the slot is frozen is answered ASK with the target's leader at once (a frozen move is
+  decided: the meta group never aborts it), and MOVED once the slot is released.
+- At the target: a request sent with ASKING goes to the group of this node that is
+  importing the slot (or has activated it) even while this node's layout still names the
+  source. Refused there with TRYAGAIN (the copy is not active yet), it is held up to
+  ``PARK_SECONDS`` and run again once the copy is active. So a client sees a cutover as
+  one slow request plus one redirect, not a series of retries.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ def _response(r: KvResult) -> kv_pb2.Response:
 def _answer(node: Node, slot: int, r: KvResult) -> kv_pb2.Response:
     """The response for a state-machine answer; MOVED (a slot migrated away: ``int_value``
     is its group) gets the owner's address and the layout's epoch, TRYAGAIN its slot."""
+    if r.status == Status.ASK:
+        return kv_pb2.Response(
+            status=kv_pb2.ASK, slot=slot, address=node.moved_address(r.int_value), error=r.error
+        )
     if r.status == Status.MOVED:
         return kv_pb2.Response(
             status=kv_pb2.MOVED,
@@ -126,7 +135,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         # Route each request by its key's slot: serve it here if this node hosts the owning
         # group's leader; otherwise answer MOVED / NOT_LEADER / CLUSTERDOWN.
         per_group: dict[
-            int, tuple[list[tuple[int, int, bytes]], list[tuple[int, KvCommand, bool]]]
+            int, tuple[list[tuple[int, int, bytes, bool]], list[tuple[int, KvCommand, bool]]]
         ] = {}
         for i, req in enumerate(batch.requests):
             try:
@@ -148,6 +157,11 @@ class KvService(kv_pb2_grpc.KVServicer):
                 continue
             slot = key_slot(cmd.key)
             owner = node.owner_of(slot)
+            if req.asking or not node.leads(owner):
+                # A slot whose move is decided may arrive here before the flip does: sent
+                # with ASK by its frozen source, the group importing it takes the request;
+                # and a group of ours where it is active serves it in any case.
+                owner = node.importing_group(slot, active_only=not req.asking) or owner
             if owner is None:
                 out[i] = _error(kv_pb2.CLUSTERDOWN, f"slot {slot} has no owner")
                 continue
@@ -161,13 +175,16 @@ class KvService(kv_pb2_grpc.KVServicer):
                     error="moved",
                 )
                 continue
+            if slot in g.departed and (gone := self._departed(g, slot)) is not None:
+                out[i] = _answer(node, slot, gone)  # frozen or released here: no proposal
+                continue
             writes, reads = per_group.setdefault(owner, ([], []))
             if req.op in READ_OPS:
                 reads.append((i, cmd, req.consistency == kv_pb2.STALE))
             elif node.storage_full:
                 out[i] = _error(kv_pb2.UNAVAILABLE, "storage full: write refused, not applied")
             else:
-                writes.append((i, slot, encode_command(cmd)))
+                writes.append((i, slot, encode_command(cmd), req.asking))
 
         waits: list[asyncio.Future[Any]] = []
         for gid, (writes, reads) in per_group.items():
@@ -211,31 +228,72 @@ class KvService(kv_pb2_grpc.KVServicer):
         )
 
     async def _writes(
-        self, g: GroupReplica, writes: list[tuple[int, int, bytes]], out: list[Any]
+        self, g: GroupReplica, writes: list[tuple[int, int, bytes, bool]], out: list[Any]
+    ) -> None:
+        # A write sent with ASKING to a slot still arriving here waits before it is proposed
+        # (for the slot's Activate to be proposed, then it lands right behind it), instead of
+        # spending a commit on a TRYAGAIN.
+        held = [w for w in writes if w[3] and self._importing(g, w[1])]
+        now = [w for w in writes if not (w[3] and w in held)] if held else writes
+        jobs = [self._held_write(g, i, slot, data, out) for i, slot, data, _ in held]
+        if now:
+            jobs.append(self._propose_writes(g, now, out))
+        await asyncio.gather(*jobs)
+
+    def _importing(self, g: GroupReplica, slot: int) -> bool:
+        store = self.node.store
+        assert store is not None
+        with store.read() as txn:
+            rec = read_record(txn.kv_read_view(g.group_id), slot)
+        return rec is not None and rec.state == SlotState.IMPORTING
+
+    async def _held_write(
+        self, g: GroupReplica, i: int, slot: int, data: bytes, out: list[Any]
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + PARK_SECONDS
+        parked = await self._park(g, slot, deadline, behind_activate=True)
+        if parked is not None:
+            out[i] = _answer(self.node, slot, parked)
+            return
+        await self._propose_writes(g, [(i, slot, data, True)], out, deadline)
+
+    async def _propose_writes(
+        self,
+        g: GroupReplica,
+        writes: list[tuple[int, int, bytes, bool]],
+        out: list[Any],
+        deadline: float | None = None,
     ) -> None:
         try:
-            futs = g.propose([data for _, _, data in writes])
+            futs = g.propose([data for _, _, data, _ in writes])
         except NotLeader:
-            for i, _, _ in writes:
+            for i, _, _, _ in writes:
                 out[i] = self._not_leader(g)
             return
         except ProposalDropped as e:
-            for i, _, _ in writes:
+            for i, _, _, _ in writes:
                 out[i] = _error(kv_pb2.NOT_LEADER, str(e))
             return
+        self.node.kick()
         self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
+        pending = list(futs)
         try:
-            for (i, slot, data), fut in zip(writes, futs, strict=True):
+            for (i, slot, data, _), fut in zip(writes, futs, strict=True):
                 try:
                     result = await fut
-                    if result.status == Status.TRYAGAIN:
-                        parked = await self._park(g, slot)
-                        if parked is None:  # served here now: propose it again, once
-                            (again,) = g.propose([data])
-                            self.node.kick()
-                            result = await again
-                        else:
+                    if deadline is None:
+                        deadline = asyncio.get_running_loop().time() + PARK_SECONDS
+                    while result.status == Status.TRYAGAIN:
+                        parked = await self._park(g, slot, deadline, behind_activate=True)
+                        if parked is not None:
                             result = parked
+                            break
+                        # Served here now, or its Activate was just proposed here (then
+                        # this lands behind it): propose it again.
+                        (again,) = g.propose([data])
+                        pending.append(again)
+                        self.node.kick()
+                        result = await again
                     out[i] = _answer(self.node, slot, result)
                 except ProposalDropped:
                     # Certainly not applied at that index, and it can never be: retry.
@@ -245,7 +303,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 except KvClusterError as e:
                     out[i] = _error(kv_pb2.TIMEOUT, f"outcome unknown: {e}")
         except asyncio.CancelledError:
-            for f in futs:
+            for f in pending:
                 g.forget_write(f)
             raise
 
@@ -272,44 +330,78 @@ class KvService(kv_pb2_grpc.KVServicer):
         frozen = [(i, c) for i, c in linear if out[i].status == kv_pb2.TRYAGAIN]
         for i, cmd in frozen:
             slot = key_slot(cmd.key)
-            parked = await self._park(g, slot)
-            if parked is not None and parked.status == Status.MOVED:
+            deadline = asyncio.get_running_loop().time() + PARK_SECONDS
+            parked = await self._park(g, slot, deadline)
+            if parked is not None:
                 out[i] = _answer(self.node, slot, parked)
+                continue
+            try:  # served here now (the copy became active): a fresh linearizable read
+                await g.wait_applied(await g.read_barrier())
+            except NotLeader:
+                out[i] = self._not_leader(g)
+                continue
+            self._serve(g, [(i, cmd)], out, "linearizable")
 
-    async def _park(self, g: GroupReplica, slot: int) -> KvResult | None:
-        """A request refused with TRYAGAIN (its slot is frozen or still arriving): hold the
-        answer until the slot has moved on — then the answer is MOVED to the new owner's
-        leader, which sends the client straight there — or until ``PARK_SECONDS`` pass
-        (then TRYAGAIN). The slot has moved on once this group released it, or once this
-        node adopted a layout in which another group owns it (the meta group's flip: the
-        new owner serves it as soon as its copy is active). The request did not happen here
-        either way, so holding it changes no outcome, only how soon the client finds the
-        slot. None: the slot is served here again (an abort, or this group's copy became
-        active), so the caller may run the request here once more."""
-        refused = KvResult(Status.TRYAGAIN, error="slot is being migrated: retry shortly")
+    def _departed(self, g: GroupReplica, slot: int) -> KvResult | None:
+        """ASK or MOVED if ``slot`` is still frozen or released in ``g`` (its record says
+        so); else None, and ``slot`` is no longer remembered as departed."""
+        store = self.node.store
+        assert store is not None
+        with store.read() as txn:
+            rec = read_record(txn.kv_read_view(g.group_id), slot)
+        if rec is not None and rec.state == SlotState.FROZEN:
+            return KvResult(Status.ASK, int_value=rec.peer, error="slot moving: ask there")
+        if rec is not None and rec.state == SlotState.RELEASED:
+            return KvResult(Status.MOVED, int_value=rec.peer, error="slot moved")
+        g.departed.discard(slot)
+        return None
+
+    async def _park(
+        self, g: GroupReplica, slot: int, deadline: float, *, behind_activate: bool = False
+    ) -> KvResult | None:
+        """Where a request refused with TRYAGAIN on ``slot`` goes next. The request did not
+        happen here, so this changes no outcome, only how soon the client finds the slot:
+
+        - frozen here: ASK, to the target's leader (the move is decided);
+        - released here: MOVED, to the new owner's leader;
+        - still arriving here (IMPORTING): held until the copy is active (then None) or
+          until ``deadline`` (loop time; then TRYAGAIN). With ``behind_activate`` (a write),
+          also None as soon as this leader proposes the slot's Activate: a write proposed
+          now is applied after it;
+        - active here: None, the caller may run the request here once more;
+        - otherwise (the move was aborted before its freeze): None if this group owns the
+          slot in this node's layout, else MOVED to the owner."""
         node = self.node
         store = node.store
         assert store is not None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + PARK_SECONDS
         while True:
             with store.read() as txn:
                 rec = read_record(txn.kv_read_view(g.group_id), slot)
-            if rec is not None and rec.state == SlotState.RELEASED:
-                return KvResult(Status.MOVED, int_value=rec.peer, error="slot moved")
-            owner = node.owner_of(slot)
-            if owner is not None and owner != g.group_id:
-                return KvResult(Status.MOVED, int_value=owner, error="slot moved")
-            if rec is None or rec.state not in (SlotState.FROZEN, SlotState.IMPORTING):
+            state = rec.state if rec is not None else None
+            if state in (SlotState.FROZEN, SlotState.RELEASED):
+                g.departed.add(slot)  # the next requests are answered without a proposal
+                return self._departed(g, slot)
+            if state == SlotState.ACTIVE:
+                return None
+            if state != SlotState.IMPORTING:
+                owner = node.owner_of(slot)
+                if owner is not None and owner != g.group_id:
+                    return KvResult(Status.MOVED, int_value=owner, error="slot moved")
                 return None
             left = deadline - loop.time()
             if left <= 0:
-                return refused
-            applied, layout = g.wait_applied(g.applied + 1), node.layout_changed()
-            await asyncio.wait({applied, layout}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            for fut in (applied, layout):
+                return KvResult(Status.TRYAGAIN, error="slot is being migrated: retry shortly")
+            waits = {g.wait_applied(g.applied + 1)}
+            activation = g.activation_proposed(slot) if behind_activate else None
+            if activation is not None:
+                waits.add(activation)
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for fut in waits:
                 if not fut.done():
                     fut.cancel()
+            if activation is not None and activation.done():
+                return None
 
     def _serve(
         self, g: GroupReplica, reads: list[tuple[int, KvCommand]], out: list[Any], level: str

@@ -9,7 +9,7 @@ Contract:
 - Ctrl-C stops before any further freeze; slots already frozen finish their cutover, so
   the cluster is left consistent (every slot served by exactly one group). What remains is
   recorded in the meta group: ``kvctl reshard --resume`` finishes it, ``--abort`` rolls back
-  what has not flipped yet.
+  what has not been frozen yet (a frozen slot's move is decided, so it is finished).
 - Exit codes (as the rest of kvctl): 0 done; 1 refused or failed; 4 unreachable; 5 stopped
   with migrations left (resume or abort them).
 """
@@ -287,7 +287,9 @@ def _with_common(f: Any) -> Any:
 @click.option("--from", "source", type=int, default=None, help="take them from this group")
 @click.option("--to", "target", type=int, default=None, help="the group that receives them")
 @click.option("--resume", is_flag=True, help="finish the migrations recorded earlier")
-@click.option("--abort", "abort_", is_flag=True, help="roll back unfinished migrations")
+@click.option(
+    "--abort", "abort_", is_flag=True, help="roll back migrations not yet frozen (finish the rest)"
+)
 @_with_common
 @click.pass_context
 def reshard_cmd(

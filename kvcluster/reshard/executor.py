@@ -13,13 +13,14 @@ Contract:
       S: MigrateOut      dirty tracking starts; S keeps serving
       T: ImportBegin(a)  copy attempt a = T's last attempt + 1: T clears the slot
       T: ImportChunk*    pages of S's slot (linearizable scans), throttled
-      M: FROZEN          recorded before the freeze: "freezing may have begun"
-      S: Freeze          cutover starts: the slot answers TRYAGAIN on S
+      M: FROZEN          recorded before the freeze: the point of no return (the meta
+                         group refuses to abort from here on)
+      S: Freeze          cutover starts: S refuses the slot and sends clients to T (ASK)
       T: ImportChunk     the dirty keys (current value or delete) and the sessions whose
          + Activate      last write was in the slot, then Activate, in one batch: T serves
-                         the slot (nobody routes to it before the flip)
-      M: OWNERSHIP_FLIPPED  at the same time (epoch + 1: the slot is T's)
-      S: Release         S answers MOVED (cutover ends for clients) and deletes its copy
+                         the slot (cutover ends for clients sent with ASK)
+      M: OWNERSHIP_FLIPPED  at the same time (epoch + 1: the slot is T's in every map)
+      S: Release         S answers MOVED and deletes its copy
       M: SOURCE_RELEASED, DONE  (one batch)
 
   The steps are taken for a whole wave of slots at once (``batch`` slots, one proposal per
@@ -27,9 +28,9 @@ Contract:
 
   Resuming in COPYING or FROZEN repeats the copy as a new attempt, then freezes (again: a
   no-op if done) and makes the final pass; the copy of a frozen source is exact.
-  Aborting (before the flip only) is ``M: abort`` first — after that the flip can never
-  happen, so the target's copy, even active, was never routed to — then ``S: Unfreeze``,
-  ``T: DropImport``, ``M: forget``.
+  Aborting (before the freeze only) is ``M: abort`` first — after that neither the freeze
+  nor the flip can happen — then ``S: Unfreeze``, ``T: DropImport``, ``M: forget``. A
+  migration already FROZEN is finished instead: the target may be serving it.
 - ``stop`` (an Event) is honoured between steps *before* a freeze: a migration is never
   left frozen by a stop, only by a crash of the executor itself (then ``run`` again, or
   ``abort``). Migrations run ``parallel`` at a time.
@@ -108,6 +109,8 @@ class _Wave:
         self.keys: dict[int, int] = dict.fromkeys(self.chunk, 0)
         self.bytes: dict[int, int] = dict.fromkeys(self.chunk, 0)
         self.dirty: dict[int, int] = dict.fromkeys(self.chunk, 0)
+        self.frozen: set[int] = set()  # slots whose Freeze was applied
+        self.state: dict[int, SlotState | None] = dict.fromkeys(self.chunk)  # at the target
         self.frozen_at = 0.0
         self.cutover_ms = 0.0
         # slot -> (clock, dirty puts, sessions) as the source's Freeze answered
@@ -169,11 +172,13 @@ class Executor:
         return self._each(jobs)
 
     def abort(self) -> list[SlotReport]:
-        """Roll back every migration not yet flipped; finish the flipped ones."""
+        """Roll back every migration not yet frozen; finish the others (decided moves)."""
         todo = list(self.calls.meta_state().migrations)
+        frozen = [m for m in todo if m.phase == Phase.FROZEN]
         jobs: list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]] = []
         jobs += [(self._finish_wave, w) for w in self._waves([m for m in todo if m.is_flipped])]
-        jobs += [(self._abort_wave, w) for w in self._waves([m for m in todo if not m.is_flipped])]
+        jobs += [(self._resume_frozen_wave, w) for w in self._waves(frozen)]
+        jobs += [(self._abort_wave, w) for w in self._waves([m for m in todo if not m.is_decided])]
         return self._each(jobs)
 
     def _waves(self, ms: list[Migration]) -> list[list[Migration]]:
@@ -223,16 +228,30 @@ class Executor:
         except _Stopped:
             return self._reports(w, "stopped", t0)
         w.frozen_at = time.monotonic()
-        self._freeze(w)
-        # The target takes the final pass and activates (one batch per pair) while the meta
-        # group flips the owners: nobody routes to the target before the flip, and an abort
-        # before it drops the target's copy, active or not.
+        # Each source group freezes its slots; as soon as its answer (the final pass) is in,
+        # each of its targets takes the final pass and activates (one batch per pair), not
+        # waiting for the other sources. Once every source has frozen, the meta group flips
+        # the owners. The move is decided (FROZEN), so a target may serve the clients the
+        # source sends it with ASK as soon as it is active.
+        sources = _by_source(w.migrations)
+        frozen = threading.Semaphore(0)
+
+        def cutover(item: tuple[int, list[Migration]]) -> None:
+            try:
+                self._freeze(w, item[1])
+            finally:
+                frozen.release()
+            self._parallel(lambda ms: self._final_pass(w, ms), list(_by_target(item[1]).values()))
+
+        def flip() -> None:
+            for _ in sources:
+                frozen.acquire()
+            if all(m.slot in w.frozen for m in w.migrations):
+                self._advance(w.migrations, Phase.OWNERSHIP_FLIPPED)
+
         self._parallel(
             lambda job: job(),
-            [
-                lambda: self._for_pairs(w, lambda ms: self._final_pass(w, ms)),
-                lambda: self._advance(w.migrations, Phase.OWNERSHIP_FLIPPED),
-            ],
+            [lambda: self._parallel(cutover, list(sources.items())), flip],
         )
         w.cutover_ms = (time.monotonic() - w.frozen_at) * 1000
         return self._finish_wave(w, t0, activated=True)
@@ -247,12 +266,8 @@ class Executor:
         t0 = time.monotonic() if t0 is None else t0
         flipped = [m for m in w.migrations if m.phase != Phase.SOURCE_RELEASED]
         if flipped:
-            if not activated:  # resumed after the flip: activate the target's current copy
-                self._read_attempts(w, fresh=False)
-                self._per_group(
-                    _by_target(flipped),
-                    lambda ms: [Activate(0, m.slot, m.migration_id, w.attempt[m.slot]) for m in ms],
-                )
+            if not activated:  # resumed after the flip: make sure every target is active
+                self._activate_after_flip(flipped)
             self._per_group(
                 _by_source(flipped), lambda ms: [Release(0, m.slot, m.migration_id) for m in ms]
             )
@@ -262,6 +277,22 @@ class Executor:
             + [AdvanceMoves(tuple(m.migration_id for m in w.migrations), Phase.DONE).encode()]
         )
         return self._reports(w, "done", t0)
+
+    def _activate_after_flip(self, flipped: list[Migration]) -> None:
+        """Resuming after the flip: a target not yet active (the run that flipped stopped
+        before the final pass and Activate were applied; part of the final pass may be) gets
+        a whole new copy from its source, frozen and not yet released (the source releases
+        only after Activate): bulk copy, final pass, Activate."""
+        w = _Wave(flipped)
+        self._read_attempts(w, fresh=False)
+        redo = [m for m in flipped if w.state[m.slot] != SlotState.ACTIVE]
+        if not redo:
+            return
+        w = _Wave(redo)
+        self._begin_imports(w)
+        self._for_pairs(w, lambda ms: self._copy(w, ms, False))
+        self._parallel(lambda ms: self._freeze(w, ms), list(_by_source(redo).values()))
+        self._for_pairs(w, lambda ms: self._final_pass(w, ms))
 
     def _abort_wave(self, w: _Wave) -> list[SlotReport]:
         t0 = time.monotonic()
@@ -329,20 +360,16 @@ class Executor:
             for _ in pool.map(fn, items):
                 pass
 
-    def _freeze(self, w: _Wave) -> None:
-        """Freeze every slot of the wave on its source; each Freeze answers with its slot's
+    def _freeze(self, w: _Wave, ms: list[Migration]) -> None:
+        """Freeze ``ms`` (slots of one source group); each Freeze answers with its slot's
         final pass when it fits (kept in ``w.final``), which spares the cutover a read."""
-
-        def one(item: tuple[int, list[Migration]]) -> None:
-            group, ms = item
-            cmds = [encode_command(Freeze(0, m.slot, m.migration_id)) for m in ms]
-            outcomes = self.calls.propose(group, cmds).outcomes
-            for m, o in zip(ms, outcomes, strict=True):
-                final = decode_final_pass(o.value) if o.value else None
-                if final is not None:
-                    w.final[m.slot] = final
-
-        self._parallel(one, list(_by_source(w.migrations).items()))
+        cmds = [encode_command(Freeze(0, m.slot, m.migration_id)) for m in ms]
+        outcomes = self.calls.propose(ms[0].source, cmds).outcomes
+        for m, o in zip(ms, outcomes, strict=True):
+            final = decode_final_pass(o.value) if o.value else None
+            if final is not None:
+                w.final[m.slot] = final
+            w.frozen.add(m.slot)
 
     def _read_attempts(self, w: _Wave, *, fresh: bool) -> None:
         """Each slot's copy attempt from its target's record: the current one, or (``fresh``)
@@ -354,8 +381,10 @@ class Executor:
                 current = 0
                 if raw:
                     state, mid, _, attempt, _ = unpack(raw)
-                    if mid == m.migration_id and state == SlotState.IMPORTING:
-                        current = attempt
+                    if mid == m.migration_id:
+                        w.state[m.slot] = SlotState(state)
+                        if state == SlotState.IMPORTING:
+                            current = attempt
                 if fresh:
                     with self._lock:
                         low = self._rng.getrandbits(31) + 1

@@ -11,19 +11,23 @@ Contract:
       PENDING            recorded by the meta group; nothing has moved; source serves
       COPYING            source tracks the keys written to the slot; target copies the slot
                          in chunks through its own log; source serves
-      FROZEN             recorded *before* the source's Freeze: freezing may have begun (the
-                         source answers TRYAGAIN once it applied it), so the executor no
-                         longer stops; the target takes the changes made since its copy began
+      FROZEN             recorded *before* the source's Freeze: the point of no return. The
+                         move is decided: it is never aborted from here, only finished. The
+                         source, once it applied its Freeze, refuses the slot (TRYAGAIN,
+                         and ASK towards the target); the target takes the changes made
+                         since its copy began, activates, and then serves the slot to
+                         clients that were sent there with ASK, even before the flip
       OWNERSHIP_FLIPPED  meta group gave the slot to target and bumped the epoch; target serves
                          once its copy is active
       SOURCE_RELEASED    source dropped its copy through its log and answers MOVED
       DONE               the meta group forgot the migration
-      ABORTED            given up before the flip; the slot stays with source (which unfreezes
-                         it if frozen) and target discards its copy; the meta group keeps the
+      ABORTED            given up before the freeze; the slot stays with source (which stops
+                         tracking it) and target discards its copy; the meta group keeps the
                          record until both have done so (``ForgetMove``)
 
-- Each phase is entered only from its predecessor; ABORTED only from PENDING, COPYING or FROZEN
-  (after the flip the target may already have acknowledged writes, so the only way is forward).
+- Each phase is entered only from its predecessor; ABORTED only from PENDING or COPYING (once
+  FROZEN, the target may activate and acknowledge writes at any moment, so the only way is
+  forward: that is what makes serving it before the flip safe).
   DONE and ABORTED are final.
 - Every step is idempotent: applying the step to a migration already in that phase returns the
   very same value. Steps are replayed after leader changes and crashes, and a replay must not
@@ -93,7 +97,7 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = MappingProxyType(
     {
         Phase.PENDING: frozenset({Phase.COPYING, Phase.ABORTED}),
         Phase.COPYING: frozenset({Phase.FROZEN, Phase.ABORTED}),
-        Phase.FROZEN: frozenset({Phase.OWNERSHIP_FLIPPED, Phase.ABORTED}),
+        Phase.FROZEN: frozenset({Phase.OWNERSHIP_FLIPPED}),
         Phase.OWNERSHIP_FLIPPED: frozenset({Phase.SOURCE_RELEASED}),
         Phase.SOURCE_RELEASED: frozenset({Phase.DONE}),
         Phase.DONE: frozenset(),
@@ -103,6 +107,7 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = MappingProxyType(
 """Phase → the phases it may move to (besides staying where it is)."""
 
 _FLIPPED = frozenset({Phase.OWNERSHIP_FLIPPED, Phase.SOURCE_RELEASED, Phase.DONE})
+_DECIDED = _FLIPPED | {Phase.FROZEN}
 _FIELDS = frozenset({"id", "slot", "source", "target", "phase"})
 
 
@@ -138,6 +143,11 @@ class Migration:
     def is_finished(self) -> bool:
         """DONE or ABORTED: nothing more will happen to this migration."""
         return self.phase in (Phase.DONE, Phase.ABORTED)
+
+    @property
+    def is_decided(self) -> bool:
+        """Whether the move can only be finished now (FROZEN or later, not ABORTED)."""
+        return self.phase in _DECIDED
 
     @property
     def is_flipped(self) -> bool:
@@ -201,7 +211,7 @@ def advance(migration: Migration, to: Phase) -> Migration:
 
 
 def abort(migration: Migration) -> Migration:
-    """``migration`` aborted; legal only before the ownership flip (again: a no-op)."""
+    """``migration`` aborted; legal only before it was FROZEN (again: a no-op)."""
     if migration.phase == Phase.ABORTED:
         return migration
     if Phase.ABORTED not in TRANSITIONS[migration.phase]:

@@ -126,11 +126,11 @@ class RegisterWorkload:
         assert verdict.valid is True, verdict.explain()
 
 
-def keys_in(slots: list[int], per_slot: int = 1) -> list[str]:
-    """Keys that hash to each of ``slots`` (found by search)."""
+def keys_in(slots: list[int], per_slot: int = 1, prefix_from: int = 0) -> list[str]:
+    """Keys that hash to each of ``slots`` (found by search, from ``r<prefix_from>`` on)."""
     want = {s: per_slot for s in slots}
     out: list[str] = []
-    i = 0
+    i = prefix_from
     while want:
         k = f"r{i}"
         i += 1
@@ -287,3 +287,87 @@ def test_stop_then_resume_and_stop_then_abort(cluster: LocalCluster) -> None:
         work.finish()
         with Client(seeds) as kv:
             work.check(kv)
+
+
+class _Died(Exception):
+    """The executor 'dies' at a chosen step (a crash of kvctl, as far as the cluster sees)."""
+
+
+class _DiesBeforeActivate(Executor):
+    """Copies (then ``write_after_copy`` runs: the source still serves), freezes and flips,
+    but never gets the final pass and Activate to the target."""
+
+    write_after_copy: Any = None
+
+    def _copy(self, w: Any, ms: Any, stoppable: bool) -> None:
+        super()._copy(w, ms, stoppable)
+        self.write_after_copy()
+
+    def _final_pass(self, w: Any, ms: Any) -> None:
+        raise _Died
+
+
+class _DiesBeforeFreeze(Executor):
+    """Records FROZEN in the meta group (the point of no return), then never freezes."""
+
+    def _freeze(self, w: Any, ms: Any) -> None:
+        raise _Died
+
+
+def _bulk(kv: Client, keys: list[str], tag: str) -> dict[str, str]:
+    values = {k: f"{tag}-{i}" for i, k in enumerate(keys)}
+    for k, v in values.items():
+        kv.set(k, v)
+    return values
+
+
+def test_an_executor_dead_after_the_flip_is_finished_by_a_new_run(cluster: LocalCluster) -> None:
+    """The run that flipped died before the target activated: the target holds a copy
+    without the final pass. A new run gives it a whole new copy from the frozen source, so
+    nothing written during the copy is lost, and the history stays linearizable."""
+    seeds = ",".join(cluster.addresses)
+    with LeaderCalls(cluster.addresses) as calls, Client(seeds) as kv:
+        meta = calls.meta_state()
+        slots = [s for a, b, g in meta.owners if g == 2 for s in range(a, b + 1)][:6]
+        before = _bulk(kv, keys_in(slots, 20), "before")
+        work = RegisterWorkload(seeds, keys_in(slots, 2, prefix_from=10**6), threads=3)
+        work.start()
+        work.wait_ops(30)
+        dying = _DiesBeforeActivate(calls, batch=8)
+        dying.write_after_copy = lambda: before.update(_bulk(kv, list(before)[::3], "during"))
+        dying.plan([(s, 3) for s in slots])
+        with pytest.raises(_Died):
+            dying.run()
+        left = calls.meta_state().migrations
+        assert {m.phase for m in left} == {Phase.OWNERSHIP_FLIPPED}, left
+        reports = Executor(calls, batch=8).run()
+        assert {r.outcome for r in reports} == {"done"}
+        assert calls.meta_state().migrations == ()
+        assert all(calls.meta_state().owner(s) == 3 for s in slots)
+        work.wait_ops(30)
+        work.finish()
+        assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
+        work.check(kv)
+
+
+def test_abort_finishes_a_frozen_migration_instead_of_rolling_it_back(
+    cluster: LocalCluster,
+) -> None:
+    """FROZEN is the point of no return: the meta group refuses to abort, and the
+    executor's abort finishes such a move (a target may already serve it)."""
+    seeds = ",".join(cluster.addresses)
+    with LeaderCalls(cluster.addresses) as calls, Client(seeds) as kv:
+        meta = calls.meta_state()
+        slots = [s for a, b, g in meta.owners if g == 3 for s in range(a, b + 1)][:4]
+        before = _bulk(kv, keys_in(slots, 10), "v")
+        dying = _DiesBeforeFreeze(calls, batch=8)
+        dying.plan([(s, 1) for s in slots])
+        with pytest.raises(_Died):
+            dying.run()
+        left = calls.meta_state().migrations
+        assert {m.phase for m in left} == {Phase.FROZEN}, left
+        reports = Executor(calls, batch=8).abort()
+        assert {r.outcome for r in reports} == {"done"}
+        assert calls.meta_state().migrations == ()
+        assert all(calls.meta_state().owner(s) == 1 for s in slots)
+        assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}

@@ -366,7 +366,6 @@ CASES = [
     Case("Freeze", lambda: source(SlotState.MIGRATING), Freeze(50, SLOT, MID)),
     Case("Release", lambda: source(SlotState.FROZEN), Release(50, SLOT, MID)),
     Case("Unfreeze MIGRATING", lambda: source(SlotState.MIGRATING), Unfreeze(50, SLOT, MID)),
-    Case("Unfreeze FROZEN", lambda: source(SlotState.FROZEN), Unfreeze(50, SLOT, MID)),
     Case("ImportBegin", target, ImportBegin(50, SLOT, MID, SRC, 1)),
     Case(
         "ImportBegin next attempt",
@@ -602,14 +601,16 @@ def test_writes_and_reads_of_a_slot_not_served_here_are_refused_and_not_remember
     assert g.get(OUT_KEYS[0]).status in (Status.OK, Status.NOT_FOUND)
 
 
-def test_a_write_refused_while_frozen_is_applied_when_retried_after_unfreeze() -> None:
-    g = source(SlotState.FROZEN)
+def test_a_write_refused_while_frozen_is_applied_once_when_retried_at_the_target() -> None:
+    a, b = source(SlotState.FROZEN), target(SlotState.IMPORTING)
     incr = KvCommand(Op.INCRBY, b"{mv}n", delta=5, client_id=3, seq=1, now_ms=50)
-    assert g.apply(incr).status == Status.TRYAGAIN
-    assert g.apply(Unfreeze(51, SLOT, MID)) == OK
-    assert g.apply(incr._replace(now_ms=52)) == KvResult(Status.OK, int_value=5)
-    assert g.apply(incr._replace(now_ms=53)) == KvResult(Status.OK, int_value=5)  # remembered
-    assert g.value(b"{mv}n") == b"5"
+    assert a.apply(incr).status == Status.TRYAGAIN  # not remembered: it did not happen
+    assert b.apply(incr).status == Status.TRYAGAIN  # not active there yet
+    assert b.apply(chunk(2, tuple(a.view.scan(SLOT, None, 100)))).ok
+    assert b.apply(Activate(51, SLOT, MID, 1)) == OK
+    assert b.apply(incr._replace(now_ms=52)) == KvResult(Status.OK, int_value=5)
+    assert b.apply(incr._replace(now_ms=53)) == KvResult(Status.OK, int_value=5)  # remembered
+    assert b.value(b"{mv}n") == b"5"
 
 
 def test_a_retried_write_that_was_applied_gets_its_answer_even_when_frozen() -> None:
@@ -683,9 +684,8 @@ def test_release_needs_a_frozen_slot() -> None:
     assert g.slot_data()  # nothing deleted
 
 
-@pytest.mark.parametrize("state", [SlotState.MIGRATING, SlotState.FROZEN])
-def test_unfreeze_undoes_migrate_out(state: SlotState) -> None:
-    g = source(state)
+def test_unfreeze_undoes_migrate_out() -> None:
+    g = source(SlotState.MIGRATING)
     data = dict(g.view.data)
     data = {sk: v for sk, v in data.items() if sk[0] != DIRTY_BASE + SLOT}
     assert g.apply(Unfreeze(50, SLOT, MID)) == OK
@@ -697,12 +697,16 @@ def test_unfreeze_undoes_migrate_out(state: SlotState) -> None:
     assert g.value(IN_KEYS[1]) == b"again"
 
 
-def test_unfreeze_after_release_is_refused_and_without_a_migration_is_a_no_op() -> None:
-    g = source(SlotState.RELEASED)
+@pytest.mark.parametrize("state", [SlotState.FROZEN, SlotState.RELEASED])
+def test_unfreeze_once_frozen_is_refused_and_without_a_migration_is_a_no_op(
+    state: SlotState,
+) -> None:
+    """Past the freeze the move is decided: the target may be serving the slot already."""
+    g = source(state)
     g.apply(Noop(50))
     before = g.view.dump()
     result = g.apply(Unfreeze(50, SLOT, MID))
-    assert result.status == Status.INVALID and "released" in result.error
+    assert result.status == Status.INVALID and "decided" in result.error
     assert g.view.dump() == before
     fresh = source()
     fresh.apply(Noop(50))
@@ -721,16 +725,15 @@ def test_drop_import_undoes_the_import() -> None:
     assert g.apply(ImportBegin(60, SLOT, MID + 1, SRC, 1)) == OK  # a later migration may come
 
 
-def test_drop_import_after_activate_drops_the_copy_and_without_an_import_is_a_no_op() -> None:
-    """The executor activates in the same batch as the final pass, before the meta group's
-    flip is known; DropImport is sent only once the meta group aborted (no flip can follow),
-    so an active copy nobody was routed to is dropped too."""
+def test_drop_import_after_activate_is_refused_and_without_an_import_is_a_no_op() -> None:
+    """Activate comes only after the source froze, and a frozen move is never aborted: an
+    active copy may have acknowledged writes, so it is the slot now."""
     g = target(SlotState.ACTIVE)
-    others = g.slot_data(OTHER)
-    assert g.apply(DropImport(50, SLOT, MID)) == OK
-    assert g.record() == SlotRecord(SlotState.ABORTED, MID, SRC)
-    assert g.slot_data() == {}
-    assert g.slot_data(OTHER) == others
+    g.apply(Noop(50))
+    before = g.view.dump()
+    result = g.apply(DropImport(50, SLOT, MID))
+    assert result.status == Status.INVALID and "decided" in result.error
+    assert g.view.dump() == before
     fresh = target()
     fresh.apply(Noop(50))
     before = fresh.view.dump()
@@ -785,7 +788,7 @@ def test_a_slot_can_move_away_and_back() -> None:
 
 
 def test_a_replayed_step_of_an_aborted_migration_does_not_restart_it() -> None:
-    g = source(SlotState.FROZEN)
+    g = source(SlotState.MIGRATING)
     assert g.apply(Unfreeze(50, SLOT, MID)) == OK
     assert g.apply(MigrateOut(51, SLOT, MID, DST)).status == Status.INVALID
 

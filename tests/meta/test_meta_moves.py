@@ -191,7 +191,7 @@ def test_a_flip_next_to_the_target_s_range_merges_with_it() -> None:
 
 def test_migrations_of_different_slots_advance_independently() -> None:
     m = Meta().planned((0, 2), (9000, 1), (1, 2))
-    m.through(2, P.OWNERSHIP_FLIPPED).through(1, P.FROZEN).do(AbortMove(3))
+    m.through(2, P.OWNERSHIP_FLIPPED).through(1, P.FROZEN).through(3, P.COPYING).do(AbortMove(3))
     assert [x.phase for x in m.state.migrations] == [P.FROZEN, P.OWNERSHIP_FLIPPED, P.ABORTED]
     assert (m.state.owner(0), m.state.owner(9000), m.state.owner(1)) == (1, 1, 1)
     m.through(1, P.DONE).through(2, P.DONE).do(ForgetMove(3))
@@ -235,8 +235,8 @@ def test_advance_needs_a_known_migration_and_never_aborts() -> None:
 
 
 # == AbortMove and ForgetMove ================================================================
-@pytest.mark.parametrize("at", [P.PENDING, P.COPYING, P.FROZEN], ids=lambda p: p.name)
-def test_abort_before_the_flip_keeps_the_record_until_forget(at: Phase) -> None:
+@pytest.mark.parametrize("at", [P.PENDING, P.COPYING], ids=lambda p: p.name)
+def test_abort_before_the_freeze_keeps_the_record_until_forget(at: Phase) -> None:
     m = Meta().planned((0, 2)).through(1, at)
     old = m.state
     m.do(AbortMove(1))
@@ -254,10 +254,15 @@ def test_abort_before_the_flip_keeps_the_record_until_forget(at: Phase) -> None:
     m.replay(ForgetMove(1))
 
 
-@pytest.mark.parametrize("at", [P.OWNERSHIP_FLIPPED, P.SOURCE_RELEASED], ids=lambda p: p.name)
-def test_abort_after_the_flip_is_refused(at: Phase) -> None:
+@pytest.mark.parametrize(
+    "at", [P.FROZEN, P.OWNERSHIP_FLIPPED, P.SOURCE_RELEASED], ids=lambda p: p.name
+)
+def test_abort_from_the_freeze_on_is_refused(at: Phase) -> None:
+    # FROZEN is the point of no return: the target may activate and serve at any moment.
     m = Meta().planned((0, 2)).through(1, at)
+    old = m.state
     m.refused(AbortMove(1), f"cannot be aborted in {at.name}")
+    assert m.state == old
 
 
 def test_abort_and_forget_need_the_right_migration() -> None:

@@ -22,7 +22,7 @@ from kvcluster.sharding import (
 )
 
 P = Phase
-BEFORE_FLIP = (P.PENDING, P.COPYING, P.FROZEN)
+BEFORE_FREEZE = (P.PENDING, P.COPYING)  # abortable; FROZEN is the point of no return
 
 
 def new() -> Migration:
@@ -57,7 +57,7 @@ def test_every_phase_comes_from_its_predecessor_only() -> None:
     for i, phase in enumerate(FORWARD[1:], start=1):
         assert predecessors[phase] == {FORWARD[i - 1]}
     assert predecessors[P.PENDING] == set()
-    assert predecessors[P.ABORTED] == set(BEFORE_FLIP)
+    assert predecessors[P.ABORTED] == set(BEFORE_FREEZE)
 
 
 @pytest.mark.parametrize("src", list(P))
@@ -76,9 +76,9 @@ def test_transition_table(src: Phase, dst: Phase) -> None:
 
 
 @pytest.mark.parametrize("src", list(P))
-def test_abort_only_before_the_flip(src: Phase) -> None:
+def test_abort_only_before_the_freeze(src: Phase) -> None:
     m = at(src)
-    if src in BEFORE_FLIP:
+    if src in BEFORE_FREEZE:
         aborted = abort(m)
         assert aborted.phase == P.ABORTED and aborted.is_finished
         assert abort(aborted) is aborted  # replayed abort
@@ -128,7 +128,7 @@ def test_random_step_sequences_follow_the_rules(steps: list[Op]) -> None:
         elif kind == "replay":
             kind, to = "advance", phase
         if kind == "abort":
-            ok = phase in (*BEFORE_FLIP, P.ABORTED)
+            ok = phase in (*BEFORE_FREEZE, P.ABORTED)
             expected = P.ABORTED
         else:
             assert to is not None
@@ -152,7 +152,7 @@ def test_random_step_sequences_follow_the_rules(steps: list[Op]) -> None:
         assert (m.slot, m.source, m.target, m.migration_id) == (42, 1, 2, 11)
     if visited[-1] == P.ABORTED:
         assert tuple(visited[:-1]) == FORWARD[: len(visited) - 1]
-        assert visited[-2] in BEFORE_FLIP
+        assert visited[-2] in BEFORE_FREEZE
     else:
         assert tuple(visited) == FORWARD[: len(visited)]
 
