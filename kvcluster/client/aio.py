@@ -8,6 +8,7 @@ sessions and pure retry decisions; only the short send/wait loop is written agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import grpc
@@ -28,8 +29,13 @@ class AsyncClient(ClientBase):
         self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
         self._batches: dict[str, _Batch] = {}
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._refresher: asyncio.Task[bool] | None = None
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            with contextlib.suppress(Exception):
+                await self._refresher  # one RPC with a deadline
+            self._refresher = None
         channels, self._channels = self._channels, {}
         self._stubs.clear()
         for ch in channels.values():
@@ -151,7 +157,11 @@ class AsyncClient(ClientBase):
             if action is None:
                 return cmd.decode(outcome)  # type: ignore[arg-type]
             if action.refresh_map:
-                await self.refresh_slots()
+                if action.target is not None:  # the retry knows where to go: don't wait
+                    if self._refresher is None or self._refresher.done():
+                        self._refresher = asyncio.create_task(self.refresh_slots())
+                else:
+                    await self.refresh_slots()
             if action.backoff_ticks:
                 await asyncio.sleep(action.backoff_ticks * self._tick)
 

@@ -4,6 +4,8 @@ Contract: ``Client(seeds)`` routes each key by its slot using a cached slot map,
 MOVED / ASK / leader redirects / TRYAGAIN through the pure decisions of
 ``kvcluster.sharding.retry`` within a retry budget, and raises typed errors from
 ``kvcluster.errors``. Writes carry a session so a retried write is applied once. Thread-safe.
+A redirect that names its target is followed at once; the slot map refresh it calls for
+runs on a background thread meanwhile (one at a time).
 """
 
 from __future__ import annotations
@@ -38,9 +40,14 @@ class Client(ClientBase):
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
+        self._refresher: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        with self._lock:
+            refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.join()  # one RPC with a deadline
         with self._lock:
             for ch in self._channels.values():
                 ch.close()
@@ -95,6 +102,16 @@ class Client(ClientBase):
             return True
         return False
 
+    def _refresh_soon(self) -> None:
+        """Refresh the slot map on a background thread, unless one is at it already."""
+        with self._lock:
+            if self._refresher is not None and self._refresher.is_alive():
+                return
+            self._refresher = threading.Thread(
+                target=self.refresh_slots, name="kvcluster-refresh", daemon=True
+            )
+            self._refresher.start()
+
     # -- the retry loop (the pure decisions live in sharding.retry) --------------------------
     def _dispatch(self, cmds: list[p.Command], combine: Any) -> Any:
         return combine(self._execute(cmds))
@@ -141,7 +158,10 @@ class Client(ClientBase):
             if action is None:
                 return cmd.decode(outcome)  # type: ignore[arg-type]
             if action.refresh_map:
-                self.refresh_slots()
+                if action.target is not None:  # the retry knows where to go: don't wait
+                    self._refresh_soon()
+                else:
+                    self.refresh_slots()
             if action.backoff_ticks:
                 time.sleep(action.backoff_ticks * self._tick)
 

@@ -60,6 +60,7 @@ class GroupReplica:
         self._wait_seq = itertools.count()
         self._activation_waits: dict[int, list[asyncio.Future[None]]] = {}
         self._activations: dict[int, tuple[int, int]] = {}  # slot -> (term, index) proposed
+        self._freezes: dict[int, tuple[int, int]] = {}  # the same, for Freeze
         # Slots seen frozen or released here (a hint: the services check the slot's record
         # before answering from it, and forget the slot when it is neither any more).
         self.departed: set[int] = set()
@@ -89,7 +90,7 @@ class GroupReplica:
 
     def activation_proposed(self, slot: int) -> asyncio.Future[None]:
         """A future that resolves once this replica, as leader, has proposed an Activate of
-        ``slot`` that is not applied yet (see ``note_activations``): at once if one is
+        ``slot`` that is not applied yet (see ``note_moves``): at once if one is
         pending. A hint only: the apply-time guards decide. The caller cancels it when done
         waiting."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -100,16 +101,33 @@ class GroupReplica:
             self._activation_waits.setdefault(slot, []).append(fut)
         return fut
 
-    def note_activations(self, slots: list[tuple[int, int]]) -> None:
-        """Activates of these ``(slot, log index)`` were just proposed here."""
+    def note_moves(
+        self, activations: list[tuple[int, int]], freezes: list[tuple[int, int]]
+    ) -> None:
+        """Activates and Freezes of these ``(slot, log index)`` were just proposed here."""
         term = self.raw.raft.term
-        for slot, index in slots:
+        for slot, index in freezes:
+            self._freezes[slot] = (term, index)
+            self.departed.add(slot)
+        for slot, index in activations:
             self._activations[slot] = (term, index)
             for fut in self._activation_waits.pop(slot, ()):
                 if not fut.done():
                     fut.set_result(None)
-        for slot in [s for s, (_, i) in self._activations.items() if i <= self.applied]:
-            del self._activations[slot]
+        for pending in (self._activations, self._freezes):
+            for slot in [s for s, (_, i) in pending.items() if i <= self.applied]:
+                del pending[slot]
+
+    def freeze_pending(self, slot: int) -> bool:
+        """Whether this replica, as leader, proposed a Freeze of ``slot`` not applied yet (a
+        hint: a request for the slot can be sent to the target at once)."""
+        pending = self._freezes.get(slot)
+        if pending is None:
+            return False
+        if pending > (self.raw.raft.term, self.applied):
+            return True
+        del self._freezes[slot]
+        return False
 
     def read_barrier(self) -> asyncio.Future[int]:
         """A future resolving to a read index once leadership is confirmed (shared per turn)."""

@@ -31,6 +31,7 @@ from kvcluster.kv.slot_moves import (
     DIRTY_BASE,
     SLOT_PREFIX,
     Activate,
+    Freeze,
     MoveCommand,
 )
 from kvcluster.kv.values import is_expired
@@ -81,12 +82,16 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
         if not node.accepting:
             return admin_pb2.ProposeResponse(error="node is shutting down", unknown=True)
         try:
-            futs = g.propose([data for data, _ in checked])
+            futs = g.propose([data for data, _, _ in checked])
         except ProposalDropped as e:  # NotLeader included
             return admin_pb2.ProposeResponse(error=str(e), **self._hint(g))
-        # Client writes held for these slots may now be proposed: they land behind them.
+        # Client writes held for slots being activated may now be proposed (they land behind
+        # the Activate); requests for slots being frozen may go to the target at once.
         first = g.raw.raft.log.last_index() - len(checked) + 1
-        g.note_activations([(slot, first + k) for k, (_, slot) in enumerate(checked) if slot >= 0])
+        g.note_moves(
+            [(slot, first + k) for k, (_, slot, kind) in enumerate(checked) if kind is Activate],
+            [(slot, first + k) for k, (_, slot, kind) in enumerate(checked) if kind is Freeze],
+        )
         node.kick()
         try:
             results = await asyncio.wait_for(
@@ -111,12 +116,13 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
                 )
         return resp
 
-    def _checked(self, gid: int, command: bytes) -> tuple[bytes, int]:
-        """The entry to propose for ``command``, and the slot it activates (-1: not an
-        Activate); InvalidArgument unless it is allowed here."""
+    def _checked(self, gid: int, command: bytes) -> tuple[bytes, int, type | None]:
+        """The entry to propose for ``command``, its slot and its type (a slot-move
+        command's; -1 and None for a meta command); InvalidArgument unless it is allowed
+        here."""
         if gid == META_GROUP:
             decode_meta_command(command)
-            return command, -1
+            return command, -1, None
         cmd = decode_command(command)
         if type(cmd).__module__ != _MOVE_MODULE:
             raise InvalidArgument("only slot-move commands may be proposed here")
@@ -125,7 +131,7 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
         # a key expired there is expired here), at most a minute ahead.
         now = self.node.now_ms()
         stamped = move._replace(now_ms=max(now, min(move.now_ms, now + 60_000)))
-        return encode_command(stamped), move.slot if isinstance(move, Activate) else -1
+        return encode_command(stamped), move.slot, type(move)
 
     async def _barrier(self, g: GroupReplica) -> None:
         index = await asyncio.wait_for(g.read_barrier(), self.node.cfg.request_timeout_ms / 1000)

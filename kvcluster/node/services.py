@@ -176,7 +176,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 )
                 continue
             if slot in g.departed and (gone := self._departed(g, slot)) is not None:
-                out[i] = _answer(node, slot, gone)  # frozen or released here: no proposal
+                out[i] = _answer(node, slot, gone)  # frozen (or being frozen) or released here
                 continue
             writes, reads = per_group.setdefault(owner, ([], []))
             if req.op in READ_OPS:
@@ -343,13 +343,18 @@ class KvService(kv_pb2_grpc.KVServicer):
             self._serve(g, [(i, cmd)], out, "linearizable")
 
     def _departed(self, g: GroupReplica, slot: int) -> KvResult | None:
-        """ASK or MOVED if ``slot`` is still frozen or released in ``g`` (its record says
-        so); else None, and ``slot`` is no longer remembered as departed."""
+        """ASK or MOVED if ``slot`` is frozen or released in ``g`` (its record says so), or
+        migrating with its Freeze proposed here and not yet applied: the move is decided, and
+        the target holds the request until its copy is active. Else None, and ``slot`` is
+        no longer remembered as departed."""
         store = self.node.store
         assert store is not None
         with store.read() as txn:
             rec = read_record(txn.kv_read_view(g.group_id), slot)
-        if rec is not None and rec.state == SlotState.FROZEN:
+        if rec is not None and (
+            rec.state == SlotState.FROZEN
+            or (rec.state == SlotState.MIGRATING and g.freeze_pending(slot))
+        ):
             return KvResult(Status.ASK, int_value=rec.peer, error="slot moving: ask there")
         if rec is not None and rec.state == SlotState.RELEASED:
             return KvResult(Status.MOVED, int_value=rec.peer, error="slot moved")
@@ -471,12 +476,19 @@ class ClusterInfoService(admin_pb2_grpc.ClusterInfoServicer):
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        # The answer depends only on the layout and the leader hints: clients ask again and
+        # again after a flip, and encoding thousands of ranges is not free.
+        self._cached: tuple[object, tuple[tuple[int, int], ...], bytes] | None = None
 
     async def ClusterSlots(self, request: Any, context: Any) -> admin_pb2.ClusterSlotsResponse:
-        smap = self.node.meta.slot_map(self.node.leader_hints())
-        return admin_pb2.ClusterSlotsResponse(
-            slot_map=json.dumps(smap.to_dict()).encode(), epoch=smap.epoch
-        )
+        meta = self.node.meta
+        hints = self.node.leader_hints()
+        key = tuple(sorted(hints.items()))
+        cached = self._cached
+        if cached is None or cached[0] is not meta or cached[1] != key:
+            encoded = json.dumps(meta.slot_map(hints).to_dict()).encode()
+            cached = self._cached = (meta, key, encoded)
+        return admin_pb2.ClusterSlotsResponse(slot_map=cached[2], epoch=meta.epoch)
 
 
 class ClusterAdminService(admin_pb2_grpc.ClusterAdminServicer):

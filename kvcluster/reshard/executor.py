@@ -19,7 +19,7 @@ Contract:
       T: ImportChunk     the dirty keys (current value or delete) and the sessions whose
          + Activate      last write was in the slot, then Activate, in one batch: T serves
                          the slot (cutover ends for clients sent with ASK)
-      M: OWNERSHIP_FLIPPED  at the same time (epoch + 1: the slot is T's in every map)
+      M: OWNERSHIP_FLIPPED  then (epoch + 1: the slot is T's in every map)
       S: Release         S answers MOVED and deletes its copy
       M: SOURCE_RELEASED, DONE  (one batch)
 
@@ -109,7 +109,6 @@ class _Wave:
         self.keys: dict[int, int] = dict.fromkeys(self.chunk, 0)
         self.bytes: dict[int, int] = dict.fromkeys(self.chunk, 0)
         self.dirty: dict[int, int] = dict.fromkeys(self.chunk, 0)
-        self.frozen: set[int] = set()  # slots whose Freeze was applied
         self.state: dict[int, SlotState | None] = dict.fromkeys(self.chunk)  # at the target
         self.frozen_at = 0.0
         self.cutover_ms = 0.0
@@ -230,31 +229,21 @@ class Executor:
         w.frozen_at = time.monotonic()
         # Each source group freezes its slots; as soon as its answer (the final pass) is in,
         # each of its targets takes the final pass and activates (one batch per pair), not
-        # waiting for the other sources. Once every source has frozen, the meta group flips
-        # the owners. The move is decided (FROZEN), so a target may serve the clients the
-        # source sends it with ASK as soon as it is active.
-        sources = _by_source(w.migrations)
-        frozen = threading.Semaphore(0)
-
-        def cutover(item: tuple[int, list[Migration]]) -> None:
-            try:
-                self._freeze(w, item[1])
-            finally:
-                frozen.release()
-            self._parallel(lambda ms: self._final_pass(w, ms), list(_by_target(item[1]).values()))
-
-        def flip() -> None:
-            for _ in sources:
-                frozen.acquire()
-            if all(m.slot in w.frozen for m in w.migrations):
-                self._advance(w.migrations, Phase.OWNERSHIP_FLIPPED)
-
+        # waiting for the other sources. The move is decided (FROZEN), so a target serves
+        # the clients its source sends it with ASK as soon as it is active: the meta group's
+        # flip, which only tells everyone else, comes after, off the clients' path.
         self._parallel(
-            lambda job: job(),
-            [lambda: self._parallel(cutover, list(sources.items())), flip],
+            lambda item: self._cutover(w, item[1]), list(_by_source(w.migrations).items())
         )
         w.cutover_ms = (time.monotonic() - w.frozen_at) * 1000
+        self._advance(w.migrations, Phase.OWNERSHIP_FLIPPED)
         return self._finish_wave(w, t0, activated=True)
+
+    def _cutover(self, w: _Wave, ms: list[Migration]) -> None:
+        """Freeze ``ms`` (one source group's slots), then give each target its final pass
+        and Activate."""
+        self._freeze(w, ms)
+        self._parallel(lambda part: self._final_pass(w, part), list(_by_target(ms).values()))
 
     def _resume_frozen_wave(self, w: _Wave) -> list[SlotReport]:
         """A wave left FROZEN: freezing may have begun, so no stopping now."""
@@ -279,10 +268,11 @@ class Executor:
         return self._reports(w, "done", t0)
 
     def _activate_after_flip(self, flipped: list[Migration]) -> None:
-        """Resuming after the flip: a target not yet active (the run that flipped stopped
-        before the final pass and Activate were applied; part of the final pass may be) gets
-        a whole new copy from its source, frozen and not yet released (the source releases
-        only after Activate): bulk copy, final pass, Activate."""
+        """Resuming after the flip: every target should be active (the flip is proposed
+        only after Activate was applied), but should one not be (a run of an older
+        executor flipped first, and part of the final pass may be applied), it gets a whole
+        new copy from its source, frozen and not yet released (the source releases only
+        after Activate): bulk copy, final pass, Activate."""
         w = _Wave(flipped)
         self._read_attempts(w, fresh=False)
         redo = [m for m in flipped if w.state[m.slot] != SlotState.ACTIVE]
@@ -369,7 +359,6 @@ class Executor:
             final = decode_final_pass(o.value) if o.value else None
             if final is not None:
                 w.final[m.slot] = final
-            w.frozen.add(m.slot)
 
     def _read_attempts(self, w: _Wave, *, fresh: bool) -> None:
         """Each slot's copy attempt from its target's record: the current one, or (``fresh``)

@@ -118,16 +118,17 @@ def route_request(
           is not known here, so a ``Moved`` could not carry it. Answer ``TryAgain`` if the
           map has no address for the target.
        b. The slot is frozen here (``frozen_slots``, or a FROZEN migration from this group):
-          ``TryAgain``. This covers reads too. Once the flip happens the target takes writes,
-          and a frozen source cannot tell from its own state whether the flip has happened.
+          ``Ask`` the migration's target (a frozen move is decided: the target serves the
+          slot as soon as its copy is active); ``TryAgain`` if the target or its address is
+          not known. This covers reads too: the source never serves a frozen slot again.
        c. Otherwise serve (leadership check, step 3).
     2. The map says another group owns the slot, or that nobody does.
        a. A migration *to* this group has flipped while the map still names its source: this
           group owns the slot and the map here is stale, so serve (step 3).
        b. ``asking`` and the slot is not this group's yet: the client was sent here by a
-          source that has seen the flip, and this node will see it soon: ``TryAgain``.
-          (Before the flip the target never serves. The migration can still be aborted, and
-          writes taken here would then be lost.)
+          frozen source, and this group's copy may not be active yet: ``TryAgain``. (The
+          node holds such a request until its copy is active and then serves it; this model
+          knows only the meta group's migrations, not the copy's state.)
        c. Nobody owns the slot, or the map has no address for its owner: ``ClusterDown``.
        d. Otherwise ``Moved(slot, owner's address, map epoch)``.
     3. Serve if this replica is the leader, or if ``stale_read`` is set. Otherwise
@@ -152,7 +153,9 @@ def route_request(
             and migration.source == my_group
             and migration.phase == Phase.FROZEN
         ):
-            return TryAgain(slot)
+            target = migration.target if migration is not None else None
+            addr = slot_map.address_of(target) if target is not None else None
+            return TryAgain(slot) if addr is None else Ask(slot, addr)
         return _serve(slot, is_leader, leader_address, stale_read)
 
     if (

@@ -294,8 +294,8 @@ class _Died(Exception):
 
 
 class _DiesBeforeActivate(Executor):
-    """Copies (then ``write_after_copy`` runs: the source still serves), freezes and flips,
-    but never gets the final pass and Activate to the target."""
+    """Copies (then ``write_after_copy`` runs: the source still serves), freezes, and dies
+    before the final pass and Activate reach the target."""
 
     write_after_copy: Any = None
 
@@ -304,6 +304,16 @@ class _DiesBeforeActivate(Executor):
         self.write_after_copy()
 
     def _final_pass(self, w: Any, ms: Any) -> None:
+        raise _Died
+
+
+class _FlipsWithoutActivate(_DiesBeforeActivate):
+    """As an older executor could: flips although the target never activated, then dies."""
+
+    def _final_pass(self, w: Any, ms: Any) -> None:
+        pass
+
+    def _finish_wave(self, w: Any, t0: Any = None, *, activated: bool = False) -> Any:
         raise _Died
 
 
@@ -321,8 +331,15 @@ def _bulk(kv: Client, keys: list[str], tag: str) -> dict[str, str]:
     return values
 
 
-def test_an_executor_dead_after_the_flip_is_finished_by_a_new_run(cluster: LocalCluster) -> None:
-    """The run that flipped died before the target activated: the target holds a copy
+@pytest.mark.parametrize(
+    ("dying_executor", "left_in"),
+    [(_DiesBeforeActivate, Phase.FROZEN), (_FlipsWithoutActivate, Phase.OWNERSHIP_FLIPPED)],
+    ids=["died-before-activate", "flipped-without-activate"],
+)
+def test_a_dead_executor_s_frozen_slots_are_finished_by_a_new_run(
+    cluster: LocalCluster, dying_executor: type[_DiesBeforeActivate], left_in: Phase
+) -> None:
+    """The run died after the freeze, before the target activated: the target holds a copy
     without the final pass. A new run gives it a whole new copy from the frozen source, so
     nothing written during the copy is lost, and the history stays linearizable."""
     seeds = ",".join(cluster.addresses)
@@ -333,13 +350,13 @@ def test_an_executor_dead_after_the_flip_is_finished_by_a_new_run(cluster: Local
         work = RegisterWorkload(seeds, keys_in(slots, 2, prefix_from=10**6), threads=3)
         work.start()
         work.wait_ops(30)
-        dying = _DiesBeforeActivate(calls, batch=8)
+        dying = dying_executor(calls, batch=8)
         dying.write_after_copy = lambda: before.update(_bulk(kv, list(before)[::3], "during"))
         dying.plan([(s, 3) for s in slots])
         with pytest.raises(_Died):
             dying.run()
         left = calls.meta_state().migrations
-        assert {m.phase for m in left} == {Phase.OWNERSHIP_FLIPPED}, left
+        assert {m.phase for m in left} == {left_in}, left
         reports = Executor(calls, batch=8).run()
         assert {r.outcome for r in reports} == {"done"}
         assert calls.meta_state().migrations == ()

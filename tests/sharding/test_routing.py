@@ -110,12 +110,13 @@ TABLE: list[tuple[str, Case, Decision]] = [
         Case(me=1, phase=P.COPYING, leader=False),
         NotLeaderRedirect("g1:7001"),
     ),
-    ("source, frozen in its log", Case(me=1, phase=P.COPYING, frozen=FROZEN_HERE), TryAgain(SLOT)),
-    ("source, meta says frozen, log not yet", Case(me=1, phase=P.FROZEN), TryAgain(SLOT)),
+    # a frozen move is decided: the source sends the request to the target with ASK
+    ("source, frozen in its log", Case(me=1, phase=P.COPYING, frozen=FROZEN_HERE), Ask(SLOT, A2)),
+    ("source, meta says frozen, log not yet", Case(me=1, phase=P.FROZEN), Ask(SLOT, A2)),
     (
         "source, frozen: stale reads refused too",
         Case(me=1, phase=P.FROZEN, frozen=FROZEN_HERE, leader=False, stale_read=True),
-        TryAgain(SLOT),
+        Ask(SLOT, A2),
     ),
     (
         "source, frozen, no migration known (log ahead of meta)",
@@ -241,8 +242,8 @@ def test_safety_properties(
     slot_map: SlotMap,
 ) -> None:
     """Whatever the node knows: only one group may serve the slot at a time, in any mix of
-    views that can occur together; a frozen slot is never served; before the flip, the
-    target never serves."""
+    views that can occur together; a frozen slot is never served by its source; before the
+    flip, this model never lets the target serve (the node does, once its copy is active)."""
     case = Case(
         me=me,
         phase=phase,
