@@ -9,6 +9,7 @@ accepting, hand leadership away, finish in-flight work, close storage.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -98,6 +99,17 @@ def main(**opts: Any) -> None:
         sys.exit(1)
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections: what was allocated while starting (modules, the
+    opened groups) is moved out of the collector's sight (``gc.freeze``), and a young
+    collection waits for 10x more allocations than CPython's default. Every collection
+    stops the event loop; with the defaults, full ones took ~30 ms every few seconds under
+    load and showed in the latency tail."""
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0 * 10, gen1, gen2)
+
+
 async def _serve(cfg: NodeConfig) -> None:
     from kvcluster.node.node import Node
 
@@ -107,6 +119,7 @@ async def _serve(cfg: NodeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    _tune_gc()
     logging.getLogger("kvcluster.server").info("node %d serving on %s", cfg.node_id, cfg.listen)
     await stop.wait()
     await node.stop()

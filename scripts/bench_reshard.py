@@ -36,8 +36,9 @@ Contract:
 - Where time goes: the executor's ``LeaderCalls`` is wrapped to time every propose and scan
   (decoding each command to name it costs ~1 ms per 500-key chunk, in the executor
   process). Per phase, ``steps`` totals them by step and ``executor_cutover_segments_ms``
-  splits each slot's cutover (Freeze ... Activate, then Release: the source answers
-  TRYAGAIN until Release is applied). ``--skip 1,3`` runs only some phases.
+  splits each slot's cutover (Freeze ... Activate: from the Freeze on, the source sends
+  clients to the target with ASK, and the target serves them once Activate is applied;
+  then the flip and Release). ``--skip 1,3`` runs only some phases.
 
 Run (about 3 minutes on the 2-core machine):
     .venv/bin/python scripts/bench_reshard.py
@@ -322,8 +323,8 @@ def cutover_steps(steps: list[Step]) -> dict[str, list[float]]:
     """Per slot, the executor's calls naming it from its Freeze to its Release (both
     included), as ms per step name (calls of one name added up; some run at the same time,
     so they need not add up to the total); and Freeze start to the end of the call that
-    activates the target and of Release (the source answers TRYAGAIN until Release is
-    applied). Step names are joined with "+" when one proposal carries several kinds."""
+    activates the target (the end of the cutover for clients) and of Release. Step names
+    are joined with "+" when one proposal carries several kinds."""
 
     def has(name: str, kind: str) -> bool:
         return kind in name.split("+")

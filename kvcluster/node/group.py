@@ -8,9 +8,9 @@ Contract:
   the applied entry is ours (same index and term), or with ``ProposalDropped`` if another
   leader's entry took the index (ours can then never commit). A write still pending when
   the caller gives up is reported by the caller as TIMEOUT (outcome unknown), never failed.
-- A write held for a slot whose copy is still arriving can wait for the slot's Activate to
-  be *proposed* here (``activation_proposed``): proposed after it, in the same leader's log,
-  the write is applied after it.
+- A write held for a slot whose copy is still arriving is proposed right behind the slot's
+  Activate, in the same batch (``hold_for_activation``): in the same leader's log, it is
+  applied after it.
 - Reads in one loop turn share one ReadIndex request (and the core shares one heartbeat
   round among all requests of a turn), so a burst of reads costs one round trip.
 """
@@ -58,7 +58,9 @@ class GroupReplica:
         self._apply_waits: list[tuple[int, int, asyncio.Future[None]]] = []  # (index, n, fut)
         self._ctx = itertools.count(1)
         self._wait_seq = itertools.count()
-        self._activation_waits: dict[int, list[asyncio.Future[None]]] = {}
+        self._activation_waits: dict[
+            int, list[tuple[bytes, asyncio.Future[asyncio.Future[KvResult]]]]
+        ] = {}
         self._activations: dict[int, tuple[int, int]] = {}  # slot -> (term, index) proposed
         self._freezes: dict[int, tuple[int, int]] = {}  # the same, for Freeze
         # Slots seen frozen or released here (a hint: the services check the slot's record
@@ -88,17 +90,21 @@ class GroupReplica:
             futs.append(fut)
         return futs
 
-    def activation_proposed(self, slot: int) -> asyncio.Future[None]:
-        """A future that resolves once this replica, as leader, has proposed an Activate of
-        ``slot`` that is not applied yet (see ``note_moves``): at once if one is
-        pending. A hint only: the apply-time guards decide. The caller cancels it when done
-        waiting."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def hold_for_activation(
+        self, slot: int, data: bytes
+    ) -> asyncio.Future[asyncio.Future[KvResult]]:
+        """Hold the write ``data`` on ``slot`` (whose copy is still arriving) until this
+        replica, as leader, proposes the slot's Activate, and propose it right behind, in
+        the same batch (at once if an Activate is pending). The future resolves with the
+        write's proposal future. A hint only: the apply-time guards decide. The caller
+        cancels it when it stops waiting; raises like ``propose``."""
+        fut: asyncio.Future[asyncio.Future[KvResult]] = asyncio.get_running_loop().create_future()
         pending = self._activations.get(slot)
         if pending is not None and pending > (self.raw.raft.term, self.applied):
-            fut.set_result(None)
+            (write,) = self.propose([data])
+            fut.set_result(write)
         else:
-            self._activation_waits.setdefault(slot, []).append(fut)
+            self._activation_waits.setdefault(slot, []).append((data, fut))
         return fut
 
     def note_moves(
@@ -111,9 +117,17 @@ class GroupReplica:
             self.departed.add(slot)
         for slot, index in activations:
             self._activations[slot] = (term, index)
-            for fut in self._activation_waits.pop(slot, ()):
-                if not fut.done():
-                    fut.set_result(None)
+            held = [(d, f) for d, f in self._activation_waits.pop(slot, ()) if not f.done()]
+            if not held:
+                continue
+            try:
+                writes = self.propose([d for d, _ in held])
+            except ProposalDropped as e:
+                for _, f in held:
+                    f.set_exception(e)
+                continue
+            for (_, f), write in zip(held, writes, strict=True):
+                f.set_result(write)
         for pending in (self._activations, self._freezes):
             for slot in [s for s, (_, i) in pending.items() if i <= self.applied]:
                 del pending[slot]

@@ -236,9 +236,29 @@ class KvService(kv_pb2_grpc.KVServicer):
         held = [w for w in writes if w[3] and self._importing(g, w[1])]
         now = [w for w in writes if not (w[3] and w in held)] if held else writes
         jobs = [self._held_write(g, i, slot, data, out) for i, slot, data, _ in held]
-        if now:
-            jobs.append(self._propose_writes(g, now, out))
+        # Proposed before the first await: a read later in the same batch is served after.
+        futs = self._propose(g, now, out) if now else None
+        if futs is not None:
+            jobs.append(self._await_writes(g, now, futs, out))
         await asyncio.gather(*jobs)
+
+    def _propose(
+        self, g: GroupReplica, writes: list[tuple[int, int, bytes, bool]], out: list[Any]
+    ) -> list[asyncio.Future[KvResult]] | None:
+        """Propose ``writes``; None (and their answers in ``out``) if this is no leader."""
+        try:
+            futs = g.propose([data for _, _, data, _ in writes])
+        except NotLeader:
+            for i, _, _, _ in writes:
+                out[i] = self._not_leader(g)
+            return None
+        except ProposalDropped as e:
+            for i, _, _, _ in writes:
+                out[i] = _error(kv_pb2.NOT_LEADER, str(e))
+            return None
+        self.node.kick()
+        self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
+        return futs
 
     def _importing(self, g: GroupReplica, slot: int) -> bool:
         store = self.node.store
@@ -251,31 +271,29 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, g: GroupReplica, i: int, slot: int, data: bytes, out: list[Any]
     ) -> None:
         deadline = asyncio.get_running_loop().time() + PARK_SECONDS
-        parked = await self._park(g, slot, deadline, behind_activate=True)
-        if parked is not None:
+        try:
+            parked = await self._park(g, slot, deadline, hold=data)
+        except ProposalDropped:
+            out[i] = self._not_leader(g)
+            return
+        if isinstance(parked, KvResult):
             out[i] = _answer(self.node, slot, parked)
             return
-        await self._propose_writes(g, [(i, slot, data, True)], out, deadline)
+        write = [(i, slot, data, True)]
+        futs = [parked] if parked is not None else self._propose(g, write, out)
+        if futs is not None:
+            await self._await_writes(g, write, futs, out, deadline)
 
-    async def _propose_writes(
+    async def _await_writes(
         self,
         g: GroupReplica,
         writes: list[tuple[int, int, bytes, bool]],
+        futs: list[asyncio.Future[KvResult]],
         out: list[Any],
         deadline: float | None = None,
     ) -> None:
-        try:
-            futs = g.propose([data for _, _, data, _ in writes])
-        except NotLeader:
-            for i, _, _, _ in writes:
-                out[i] = self._not_leader(g)
-            return
-        except ProposalDropped as e:
-            for i, _, _, _ in writes:
-                out[i] = _error(kv_pb2.NOT_LEADER, str(e))
-            return
-        self.node.kick()
-        self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
+        """Answer each of the proposed ``writes`` once applied; one refused with TRYAGAIN is
+        held (see ``_park``) and proposed again."""
         pending = list(futs)
         try:
             for (i, slot, data, _), fut in zip(writes, futs, strict=True):
@@ -284,16 +302,16 @@ class KvService(kv_pb2_grpc.KVServicer):
                     if deadline is None:
                         deadline = asyncio.get_running_loop().time() + PARK_SECONDS
                     while result.status == Status.TRYAGAIN:
-                        parked = await self._park(g, slot, deadline, behind_activate=True)
-                        if parked is not None:
+                        parked = await self._park(g, slot, deadline, hold=data)
+                        if isinstance(parked, KvResult):
                             result = parked
                             break
-                        # Served here now, or its Activate was just proposed here (then
-                        # this lands behind it): propose it again.
-                        (again,) = g.propose([data])
-                        pending.append(again)
+                        if parked is None:  # served here now: propose it again
+                            (parked,) = g.propose([data])
+                        # (else it was just proposed right behind the slot's Activate)
+                        pending.append(parked)
                         self.node.kick()
-                        result = await again
+                        result = await parked
                     out[i] = _answer(self.node, slot, result)
                 except ProposalDropped:
                     # Certainly not applied at that index, and it can never be: retry.
@@ -332,7 +350,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             slot = key_slot(cmd.key)
             deadline = asyncio.get_running_loop().time() + PARK_SECONDS
             parked = await self._park(g, slot, deadline)
-            if parked is not None:
+            if isinstance(parked, KvResult):
                 out[i] = _answer(self.node, slot, parked)
                 continue
             try:  # served here now (the copy became active): a fresh linearizable read
@@ -362,17 +380,17 @@ class KvService(kv_pb2_grpc.KVServicer):
         return None
 
     async def _park(
-        self, g: GroupReplica, slot: int, deadline: float, *, behind_activate: bool = False
-    ) -> KvResult | None:
+        self, g: GroupReplica, slot: int, deadline: float, *, hold: bytes | None = None
+    ) -> KvResult | asyncio.Future[KvResult] | None:
         """Where a request refused with TRYAGAIN on ``slot`` goes next. The request did not
         happen here, so this changes no outcome, only how soon the client finds the slot:
 
         - frozen here: ASK, to the target's leader (the move is decided);
         - released here: MOVED, to the new owner's leader;
         - still arriving here (IMPORTING): held until the copy is active (then None) or
-          until ``deadline`` (loop time; then TRYAGAIN). With ``behind_activate`` (a write),
-          also None as soon as this leader proposes the slot's Activate: a write proposed
-          now is applied after it;
+          until ``deadline`` (loop time; then TRYAGAIN). With ``hold`` (a write's entry),
+          the write is proposed right behind the slot's Activate as soon as this leader
+          proposes it, and its proposal future is returned;
         - active here: None, the caller may run the request here once more;
         - otherwise (the move was aborted before its freeze): None if this group owns the
           slot in this node's layout, else MOVED to the owner."""
@@ -397,16 +415,15 @@ class KvService(kv_pb2_grpc.KVServicer):
             left = deadline - loop.time()
             if left <= 0:
                 return KvResult(Status.TRYAGAIN, error="slot is being migrated: retry shortly")
-            waits = {g.wait_applied(g.applied + 1)}
-            activation = g.activation_proposed(slot) if behind_activate else None
-            if activation is not None:
-                waits.add(activation)
+            applied = g.wait_applied(g.applied + 1)
+            held = g.hold_for_activation(slot, hold) if hold is not None else None
+            waits: set[asyncio.Future[Any]] = {applied} if held is None else {applied, held}
             await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if held is not None and held.done():
+                applied.cancel()
+                return held.result()  # proposed behind the Activate (or raises)
             for fut in waits:
-                if not fut.done():
-                    fut.cancel()
-            if activation is not None and activation.done():
-                return None
+                fut.cancel()  # a held write not proposed yet is dropped from the hold
 
     def _serve(
         self, g: GroupReplica, reads: list[tuple[int, KvCommand]], out: list[Any], level: str
