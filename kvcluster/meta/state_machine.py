@@ -119,7 +119,7 @@ class AdvanceMoves:
 
 @dataclass(frozen=True)
 class AbortMove:
-    """Abort migration ``migration_id`` (refused after the flip). The record stays, ABORTED,
+    """Abort migration ``migration_id`` (refused once FROZEN). The record stays, ABORTED,
     until ``ForgetMove`` once the groups have undone their side."""
 
     migration_id: int
@@ -322,7 +322,7 @@ def change(st: MetaState, cmd: MetaCommand) -> MetaState:
         m = _find(st, cmd.migration_id)
         if m is None:
             raise InvalidArgument(f"no migration {cmd.migration_id}")
-        aborted = abort(m)  # raises after the flip
+        aborted = abort(m)  # raises once FROZEN: the move is decided
         if aborted is m:
             return st
         return _with(st, _replace_migration(st, aborted))
