@@ -5,8 +5,10 @@ Contract:
 - Measures, never asserts. Progress goes to stderr; ONE JSON object is the last line of
   stdout. Targets (from the issue) are reported in ``targets_met``, not enforced.
 - Starts its own ``LocalCluster`` (3 nodes, 3 shard groups x 3 replicas, fsync on, default
-  tick) and stops it in ``finally``. ``--cluster HOST:PORT,...`` uses an existing cluster
-  instead: it must have no unfinished migrations, and the slots moved stay moved.
+  tick) and stops it in ``finally``. Where the elections put the leaders is in the JSON
+  (``setup.leaders_at_start``): on shared cores it moves the figures (see the README).
+  ``--cluster HOST:PORT,...`` uses an existing cluster instead: it must have no unfinished
+  migrations, and the slots moved stay moved.
 - The executor runs in a child process (as ``kvctl reshard`` would), so its CPU does not
   compete for this process's GIL with the load generators. Timestamps are
   ``time.monotonic()`` (CLOCK_MONOTONIC: comparable across the two processes).
@@ -682,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster: LocalCluster | None = None
     reshard: Reshard | None = None
     result: dict[str, Any] = {"bench": "reshard", "cutover_definition": CUTOVER_DEFINITION}
+    leaders: dict[str, int] = {}
     try:
         if args.cluster:
             seeds = [s for s in args.cluster.split(",") if s]
@@ -694,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
             seeds = cluster.addresses
             node_pids = [n.pid for n in cluster.nodes.values() if n.pid]
             node_http = [n.http for n in cluster.nodes.values()]
+        if cluster is not None:  # where the leaders are shapes the figures on shared cores
+            st = cluster.status(1)
+            leaders = {str(g.group_id): g.leader_id for g in st.groups} if st else {}
         meta = layout(seeds)
         if meta.migrations:
             raise SystemExit(f"{len(meta.migrations)} unfinished migrations; resume them first")
@@ -749,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "total_s": round(time.monotonic() - t_start, 1),
+        "leaders_at_start": leaders,  # group -> node id (group 0: the meta group)
     }
     print(json.dumps(result))
     return 0
