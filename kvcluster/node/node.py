@@ -69,7 +69,6 @@ class Node:
         self.meta = MetaState()
         self._slot_map = self.meta.slot_map()
         self._bootstrap_pending: asyncio.Future[Any] | None = None
-        self._layout_waiters: list[asyncio.Future[None]] = []
         self.groups: dict[int, GroupReplica] = {}
         self.store: NodeStore | None = None
         self.transport: GrpcTransport | None = None
@@ -151,10 +150,6 @@ class Node:
             )
         self.meta = state
         self._slot_map = state.slot_map()
-        waiters, self._layout_waiters = self._layout_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
         for gid in state.groups_of(self.cfg.node_id):
             if gid in self.groups:
                 continue
@@ -239,12 +234,6 @@ class Node:
             return self.address_of(g.leader_id)
         replicas = self.meta.groups.get(owner, ())
         return self.cfg.peers.get(replicas[0], "") if replicas else ""
-
-    def layout_changed(self) -> asyncio.Future[None]:
-        """A future that resolves when this node next adopts a new layout (epoch)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._layout_waiters.append(fut)
-        return fut
 
     def leader_hints(self) -> dict[int, int]:
         """Group id -> leader node id, for the groups this node hosts and knows a leader of."""
