@@ -99,8 +99,7 @@ class GroupReplica:
         write's proposal future. A hint only: the apply-time guards decide. The caller
         cancels it when it stops waiting; raises like ``propose``."""
         fut: asyncio.Future[asyncio.Future[KvResult]] = asyncio.get_running_loop().create_future()
-        pending = self._activations.get(slot)
-        if pending is not None and pending > (self.raw.raft.term, self.applied):
+        if self._pending(self._activations, slot):
             (write,) = self.propose([data])
             fut.set_result(write)
         else:
@@ -135,12 +134,17 @@ class GroupReplica:
     def freeze_pending(self, slot: int) -> bool:
         """Whether this replica, as leader, proposed a Freeze of ``slot`` not applied yet (a
         hint: a request for the slot can be sent to the target at once)."""
-        pending = self._freezes.get(slot)
-        if pending is None:
+        return self._pending(self._freezes, slot)
+
+    def _pending(self, proposed: dict[int, tuple[int, int]], slot: int) -> bool:
+        """Whether ``slot``'s entry in ``proposed`` ((term, index) proposed here) is still
+        in this term and not applied; forgets it once it is not."""
+        at = proposed.get(slot)
+        if at is None:
             return False
-        if pending > (self.raw.raft.term, self.applied):
+        if at > (self.raw.raft.term, self.applied):
             return True
-        del self._freezes[slot]
+        del proposed[slot]
         return False
 
     def read_barrier(self) -> asyncio.Future[int]:

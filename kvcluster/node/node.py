@@ -31,7 +31,7 @@ import grpc
 
 from kvcluster.errors import KvClusterError
 from kvcluster.kv.result import KvResult
-from kvcluster.kv.slot_moves import SlotState, read_record
+from kvcluster.kv.slot_moves import SlotRecord, SlotState, read_record
 from kvcluster.kv.state_machine import KvStateMachine
 from kvcluster.meta import (
     META_GROUP,
@@ -202,6 +202,12 @@ class Node:
         """Whether this node hosts group ``gid`` and is its leader."""
         g = self.groups.get(gid) if gid is not None else None
         return g is not None and g.is_leader
+
+    def slot_state(self, gid: int, slot: int) -> SlotRecord | None:
+        """Group ``gid``'s record of ``slot`` (its side of a migration), as applied here."""
+        assert self.store is not None
+        with self.store.read() as txn:
+            return read_record(txn.kv_read_view(gid), slot)
 
     def importing_group(self, slot: int, *, active_only: bool = False) -> int | None:
         """A group of this node, other than the slot's owner in this node's layout, that has

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from kvcluster.errors import InvalidArgument, KvClusterError, NotLeader, ProposalDropped
 from kvcluster.kv.commands import READ_OPS, KvCommand, encode_command, validate_request
 from kvcluster.kv.result import KvResult, Status
-from kvcluster.kv.slot_moves import SlotState, read_record
+from kvcluster.kv.slot_moves import SlotState
 from kvcluster.meta import META_GROUP
 from kvcluster.sharding import key_slot
 from kvcluster.storage.errors import StorageFull
@@ -233,8 +233,11 @@ class KvService(kv_pb2_grpc.KVServicer):
         # A write sent with ASKING to a slot still arriving here waits before it is proposed
         # (for the slot's Activate to be proposed, then it lands right behind it), instead of
         # spending a commit on a TRYAGAIN.
-        held = [w for w in writes if w[3] and self._importing(g, w[1])]
-        now = [w for w in writes if not (w[3] and w in held)] if held else writes
+        held: list[tuple[int, int, bytes, bool]] = []
+        now: list[tuple[int, int, bytes, bool]] = []
+        for w in writes:
+            rec = self.node.slot_state(g.group_id, w[1]) if w[3] else None
+            (held if rec is not None and rec.state == SlotState.IMPORTING else now).append(w)
         jobs = [self._held_write(g, i, slot, data, out) for i, slot, data, _ in held]
         # Proposed before the first await: a read later in the same batch is served after.
         futs = self._propose(g, now, out) if now else None
@@ -259,13 +262,6 @@ class KvService(kv_pb2_grpc.KVServicer):
         self.node.kick()
         self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
         return futs
-
-    def _importing(self, g: GroupReplica, slot: int) -> bool:
-        store = self.node.store
-        assert store is not None
-        with store.read() as txn:
-            rec = read_record(txn.kv_read_view(g.group_id), slot)
-        return rec is not None and rec.state == SlotState.IMPORTING
 
     async def _held_write(
         self, g: GroupReplica, i: int, slot: int, data: bytes, out: list[Any]
@@ -365,10 +361,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         migrating with its Freeze proposed here and not yet applied: the move is decided, and
         the target holds the request until its copy is active. Else None, and ``slot`` is
         no longer remembered as departed."""
-        store = self.node.store
-        assert store is not None
-        with store.read() as txn:
-            rec = read_record(txn.kv_read_view(g.group_id), slot)
+        rec = self.node.slot_state(g.group_id, slot)
         if rec is not None and (
             rec.state == SlotState.FROZEN
             or (rec.state == SlotState.MIGRATING and g.freeze_pending(slot))
@@ -395,12 +388,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         - otherwise (the move was aborted before its freeze): None if this group owns the
           slot in this node's layout, else MOVED to the owner."""
         node = self.node
-        store = node.store
-        assert store is not None
         loop = asyncio.get_running_loop()
         while True:
-            with store.read() as txn:
-                rec = read_record(txn.kv_read_view(g.group_id), slot)
+            rec = node.slot_state(g.group_id, slot)
             state = rec.state if rec is not None else None
             if state in (SlotState.FROZEN, SlotState.RELEASED):
                 g.departed.add(slot)  # the next requests are answered without a proposal
