@@ -19,7 +19,7 @@ from typing import Any
 from kvcluster.client import AsyncClient
 from kvcluster.errors import KvClusterError
 
-__all__ = ["BenchConfig", "run_bench"]
+__all__ = ["BenchConfig", "proc_cpu", "run_bench"]
 
 KEY_SPACE = 10_000
 
@@ -112,9 +112,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     with LocalCluster(cfg.nodes, fsync=cfg.fsync, groups=cfg.groups) as cluster:
         cluster.start()
         pids = [n.pid for n in cluster.nodes.values() if n.pid]
-        before = _proc_cpu(pids)
+        before = proc_cpu(pids)
         result = asyncio.run(_load(cfg, ",".join(cluster.addresses)))
-        after = _proc_cpu(pids)
+        after = proc_cpu(pids)
         wall = cfg.seconds + cfg.warmup
         result["cluster_cpu_pct_sum"] = round(100 * (after - before) / wall, 1)
         result["fsync"] = cfg.fsync
@@ -123,7 +123,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         return result
 
 
-def _proc_cpu(pids: list[int]) -> float:
+def proc_cpu(pids: list[int]) -> float:
     """User+system CPU seconds of the given processes (Linux /proc), 0 where unreadable."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")

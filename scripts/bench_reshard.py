@@ -67,6 +67,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from kvcluster.bench import proc_cpu
 from kvcluster.client import Client
 from kvcluster.errors import KvClusterError
 from kvcluster.kv.commands import decode_command
@@ -290,19 +291,6 @@ def node_window(a: dict[str, float], b: dict[str, float], seconds: float, n: int
         "persists_per_s": round(per / seconds / n, 1),
         "persist_mean_ms": round(1000 * busy / per, 2) if per else None,
     }
-
-
-def proc_cpu(pids: list[int]) -> float:
-    """User+system CPU seconds of the processes (Linux /proc); 0 where unreadable."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 def step_totals(steps: list[Step]) -> dict[str, dict[str, float]]:
