@@ -220,12 +220,14 @@ class MetaResult:
 
 
 class MetaStateMachine:
-    """Holds nothing but a memo of the last layout it decoded (keyed by the stored bytes, so
-    it is exact): decoding and validating a layout of thousands of ranges is the costly
-    part of an entry, and consecutive entries mostly see the same layout."""
+    """Holds nothing but memos keyed by stored bytes (so they are exact): the last layout it
+    decoded (decoding and validating a layout of thousands of ranges is the costly part of
+    an entry, and consecutive entries mostly see the same layout), and the migration
+    records ``migration_phases`` decoded last (read by the event loop, never by apply)."""
 
     def __init__(self) -> None:
         self._memo: tuple[bytes, MetaState] | None = None
+        self._phase_memo: dict[bytes, tuple[int, Phase]] = {}
 
     def load(self, view: MetaReadView) -> MetaState:
         """The layout without the migrations (what routing needs)."""
@@ -244,6 +246,20 @@ class MetaStateMachine:
         records = view.scan(_MIGRATIONS, None, 1 << 62)
         migrations = tuple(Migration.from_dict(json.loads(v)) for _, v in records)
         return replace(self.load(view), migrations=migrations)
+
+    def migration_phases(self, view: MetaReadView) -> dict[int, Phase]:
+        """Every recorded migration's phase. A record decoded by the previous call is not
+        decoded again (the caller polls while thousands of migrations may be recorded)."""
+        memo = self._phase_memo
+        fresh: dict[bytes, tuple[int, Phase]] = {}
+        for _, raw in view.scan(_MIGRATIONS, None, 1 << 62):
+            known = memo.get(raw)
+            if known is None:
+                m = Migration.from_dict(json.loads(raw))
+                known = (m.migration_id, m.phase)
+            fresh[raw] = known
+        self._phase_memo = fresh
+        return dict(fresh.values())
 
     def apply(self, view: MetaView, index: int, data: bytes) -> MetaResult:
         current = self.load(view)

@@ -173,12 +173,27 @@ class Executor:
     def abort(self) -> list[SlotReport]:
         """Roll back every migration not yet frozen; finish the others (decided moves)."""
         todo = list(self.calls.meta_state().migrations)
-        frozen = [m for m in todo if m.phase == Phase.FROZEN]
-        jobs: list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]] = []
-        jobs += [(self._finish_wave, w) for w in self._waves([m for m in todo if m.is_flipped])]
-        jobs += [(self._resume_frozen_wave, w) for w in self._waves(frozen)]
+        jobs = self._decided_jobs(todo)
         jobs += [(self._abort_wave, w) for w in self._waves([m for m in todo if not m.is_decided])]
         return self._each(jobs)
+
+    def finish_decided(self, ids: frozenset[int] | None = None) -> list[SlotReport]:
+        """Finish the decided migrations (FROZEN or later; only those in ``ids`` if given)
+        and leave every other one as it is: what a node does for moves whose executor went
+        away (``kvcluster.node.stalled_moves``)."""
+        todo = [
+            m for m in self.calls.meta_state().migrations if ids is None or m.migration_id in ids
+        ]
+        return self._each(self._decided_jobs(todo))
+
+    def _decided_jobs(
+        self, todo: list[Migration]
+    ) -> list[tuple[Callable[[_Wave], list[SlotReport]], list[Migration]]]:
+        flipped = [m for m in todo if m.is_flipped]
+        frozen = [m for m in todo if m.phase == Phase.FROZEN]
+        return [(self._finish_wave, w) for w in self._waves(flipped)] + [
+            (self._resume_frozen_wave, w) for w in self._waves(frozen)
+        ]
 
     def _waves(self, ms: list[Migration]) -> list[list[Migration]]:
         ms = sorted(ms, key=lambda m: (m.source, m.target, m.slot))

@@ -13,6 +13,7 @@ Nothing here does I/O, reads a clock, starts tasks or uses the module-level ``ra
 
 from kvcluster.sharding.groups import MAX_GROUP_ID, GroupInfo
 from kvcluster.sharding.migration import (
+    DECIDED,
     FORWARD,
     TRANSITIONS,
     Migration,
@@ -49,6 +50,7 @@ from kvcluster.sharding.slot_map import FORMAT_VERSION, SlotMap, SlotRange
 from kvcluster.sharding.slots import SLOT_COUNT, crc16, hash_tag, key_slot
 
 __all__ = [
+    "DECIDED",
     "FORMAT_VERSION",
     "FORWARD",
     "MAX_GROUP_ID",

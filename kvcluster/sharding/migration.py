@@ -54,6 +54,7 @@ from kvcluster.sharding._validate import (
 )
 
 __all__ = [
+    "DECIDED",
     "FORWARD",
     "TRANSITIONS",
     "Migration",
@@ -107,7 +108,8 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = MappingProxyType(
 """Phase → the phases it may move to (besides staying where it is)."""
 
 _FLIPPED = frozenset({Phase.OWNERSHIP_FLIPPED, Phase.SOURCE_RELEASED, Phase.DONE})
-_DECIDED = _FLIPPED | {Phase.FROZEN}
+DECIDED = _FLIPPED | {Phase.FROZEN}
+"""The phases from which a move can only be finished (``Migration.is_decided``)."""
 _FIELDS = frozenset({"id", "slot", "source", "target", "phase"})
 
 
@@ -147,7 +149,7 @@ class Migration:
     @property
     def is_decided(self) -> bool:
         """Whether the move can only be finished now (FROZEN or later, not ABORTED)."""
-        return self.phase in _DECIDED
+        return self.phase in DECIDED
 
     @property
     def is_flipped(self) -> bool:
