@@ -213,7 +213,10 @@ def status_cmd(ctx: click.Context) -> None:
             click.echo(f"  slot {m['slot']}: group {m['source']} -> {m['target']}  {m['phase']}")
         if len(migrations) > 10:
             click.echo(f"  ... and {len(migrations) - 10} more")
-        click.echo("  (kvctl reshard --resume finishes them; --abort rolls back)")
+        click.echo(
+            "  (kvctl reshard --resume finishes them; --abort rolls back what has not frozen;"
+            " frozen ones left without progress are finished by the meta leader)"
+        )
     if any(not r["up"] for r in rows):
         sys.exit(EXIT_FAILED)
 

@@ -58,6 +58,13 @@ def _load_file(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--no-fsync", is_flag=True, help="Unsafe: skip fsync (benchmarks only).")
 @click.option("--snapshot-entries", type=int, default=10_000)
 @click.option(
+    "--finish-stalled-moves-after",
+    type=float,
+    default=30.0,
+    help="seconds a decided slot move (FROZEN or later) may make no progress before the "
+    "meta group's leader finishes it itself; 0: leave it to kvctl reshard --resume",
+)
+@click.option(
     "--bootstrap-groups",
     type=int,
     default=0,
@@ -86,6 +93,7 @@ def main(**opts: Any) -> None:
             map_size=opts["map_size_mb"] << 20,
             fsync=not opts["no_fsync"],
             snapshot_entries=opts["snapshot_entries"],
+            finish_stalled_moves_s=opts["finish_stalled_moves_after"],
             bootstrap_groups=opts["bootstrap_groups"],
             bootstrap_replicas=opts["bootstrap_replicas"],
         )

@@ -59,6 +59,9 @@ class NodeConfig:
     fsync: bool = True
     snapshot_entries: int = 10_000  # compact a group's log beyond this many applied entries
     request_timeout_ms: int = 5_000
+    # Seconds a decided slot move may make no progress before the meta leader finishes it
+    # itself (kvcluster.node.stalled_moves); 0 = never.
+    finish_stalled_moves_s: float = 30.0
     # Create the layout on first start (what ``kvctl cluster create`` does): G shard groups
     # of R replicas. 0 = wait for ``kvctl cluster create``.
     bootstrap_groups: int = 0
@@ -80,6 +83,8 @@ class NodeConfig:
             raise InvalidArgument("need tick_ms >= 1 and election_ticks > heartbeat_ticks >= 1")
         if self.map_size < 1 << 20:
             raise InvalidArgument("map_size must be at least 1 MiB")
+        if self.finish_stalled_moves_s < 0:
+            raise InvalidArgument("finish_stalled_moves_s must be >= 0 (0: never)")
         if self.snapshot_entries < 10:
             raise InvalidArgument("snapshot_entries must be at least 10")
         if self.bootstrap_groups < 0 or not 1 <= self.bootstrap_replicas <= len(self.peers):

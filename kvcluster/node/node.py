@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,8 +46,11 @@ from kvcluster.node.config import NodeConfig
 from kvcluster.node.group import GroupReplica
 from kvcluster.node.http import AdminHttp
 from kvcluster.node.metrics import NodeMetrics
+from kvcluster.node.stalled_moves import StalledMoves
+from kvcluster.node.stalled_moves import finish as finish_moves
 from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
 from kvcluster.sharding import key_slot
+from kvcluster.sharding.migration import Phase
 from kvcluster.storage import NodeStore, StorageFull, WriteBatch, compaction_index
 from kvcluster.transport.grpc_transport import SERVER_OPTIONS as TRANSPORT_SERVER_OPTIONS
 from kvcluster.transport.grpc_transport import GrpcTransport
@@ -130,6 +134,7 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._driver(), name="driver"),
+            asyncio.create_task(self._watch_stalled_moves(), name="stalled-moves"),
         ]
         self._wake.set()
 
@@ -322,6 +327,38 @@ class Node:
                 g.raw.tick()
             self._maybe_bootstrap()
             self._wake.set()
+
+    async def _watch_stalled_moves(self) -> None:
+        """Finish decided slot moves that stopped making progress (``stalled_moves``), one
+        run at a time, on a daemon thread (a node shutting down does not wait for it)."""
+        stall_s = self.cfg.finish_stalled_moves_s
+        if stall_s <= 0:
+            return
+        watch = StalledMoves(stall_s)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, stall_s / 4))
+            leads = self.leads(META_GROUP)
+            ids = watch.check(self._migration_phases() if leads else {}, leads, loop.time())
+            if not ids:
+                continue
+            done = asyncio.Event()
+
+            def run(ids: frozenset[int] = ids, done: asyncio.Event = done) -> None:
+                try:
+                    finish_moves(list(self.cfg.peers.values()), ids, step_deadline=stall_s)
+                finally:
+                    with contextlib.suppress(RuntimeError):  # the loop has closed
+                        loop.call_soon_threadsafe(done.set)
+
+            threading.Thread(target=run, name="finish-moves", daemon=True).start()
+            await done.wait()
+
+    def _migration_phases(self) -> dict[int, Phase]:
+        store = self.store
+        assert store is not None
+        with store.read() as txn:
+            return self.meta_sm.migration_phases(txn.kv_read_view(META_GROUP))
 
     async def _driver(self) -> None:
         loop = asyncio.get_running_loop()

@@ -388,3 +388,43 @@ def test_abort_finishes_a_frozen_migration_instead_of_rolling_it_back(
         assert calls.meta_state().migrations == ()
         assert all(calls.meta_state().owner(s) == 1 for s in slots)
         assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
+
+
+def test_the_meta_leader_finishes_decided_moves_whose_executor_died(cluster_factory: Any) -> None:
+    """No operator: the executor died after the freeze (the slots' writes are held at the
+    target); the node leading the meta group notices the moves made no progress for
+    ``--finish-stalled-moves-after`` seconds and finishes them itself. Moves that were only
+    planned (not decided) stay as they are: they are the operator's to resume or abort."""
+    c: LocalCluster = cluster_factory(
+        3, tick_ms=20, groups=3, replicas=3, extra_args=("--finish-stalled-moves-after", "1")
+    )
+    c.start()
+    seeds = ",".join(c.addresses)
+    with LeaderCalls(c.addresses) as calls, Client(seeds) as kv:
+        meta = calls.meta_state()
+        group2 = [s for a, b, g in meta.owners if g == 2 for s in range(a, b + 1)]
+        slots, planned_only = group2[:6], group2[6:9]
+        before = _bulk(kv, keys_in(slots, 20), "before")
+        work = RegisterWorkload(seeds, keys_in(slots, 2, prefix_from=10**6), threads=3)
+        work.start()
+        work.wait_ops(30)
+        dying = _DiesBeforeActivate(calls, batch=8)
+        dying.write_after_copy = lambda: before.update(_bulk(kv, list(before)[::3], "during"))
+        dying.plan([(s, 3) for s in slots])
+        with pytest.raises(_Died):
+            dying.run()
+        Executor(calls).plan([(s, 1) for s in planned_only])
+
+        def finished() -> bool:
+            m = calls.meta_state()
+            return all(m.owner(s) == 3 for s in slots) and all(
+                x.slot not in slots for x in m.migrations
+            )
+
+        c.wait_until("the meta leader to finish the frozen moves", finished, timeout=60)
+        left = calls.meta_state().migrations
+        assert sorted((m.slot, m.phase) for m in left) == [(s, Phase.PENDING) for s in planned_only]
+        work.wait_ops(30)
+        work.finish()
+        assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
+        work.check(kv)
