@@ -659,7 +659,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2, help="executor parallel (phases 2, 3)")
     ap.add_argument("--batch", type=int, default=0, help="executor batch (0: its default)")
     ap.add_argument("--keys", type=int, default=10_000, help="keys in the big slot (1)")
-    ap.add_argument("--cutover-slots", type=int, default=96, help="slots moved in phase 2")
+    ap.add_argument(
+        "--cutover-slots",
+        type=int,
+        default=480,
+        help="slots moved in phase 2 (slots of one round share their cutover, so a p99 needs "
+        "many rounds: 480 = 20 rounds of 24)",
+    )
     ap.add_argument("--round-slots", type=int, default=24, help="phase-2 slots per run()")
     ap.add_argument("--cutover-keys", type=int, default=200, help="keys per phase-2 slot")
     ap.add_argument("--threads", type=int, default=12, help="load threads (phase 3)")

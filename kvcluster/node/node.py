@@ -51,7 +51,13 @@ from kvcluster.node.stalled_moves import finish as finish_moves
 from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
 from kvcluster.sharding import key_slot
 from kvcluster.sharding.migration import Phase
-from kvcluster.storage import NodeStore, StorageFull, WriteBatch, compaction_index
+from kvcluster.storage import (
+    NodeStore,
+    StorageFull,
+    WriteBatch,
+    compaction_index,
+    replica_threshold,
+)
 from kvcluster.transport.grpc_transport import SERVER_OPTIONS as TRANSPORT_SERVER_OPTIONS
 from kvcluster.transport.grpc_transport import GrpcTransport
 from kvcluster.v1 import admin_pb2_grpc, kv_pb2_grpc, raft_pb2_grpc
@@ -470,11 +476,20 @@ class Node:
 
     def _maybe_compact(self) -> None:
         assert self.store is not None
+        base = self.cfg.snapshot_entries
+        # Keep a little applied log so a follower slightly behind needs no snapshot.
+        keep = min(1000, base // 5)
         for g in self.groups.values():
             gs = self.store.group(g.group_id)
-            # Keep a little applied log so a follower slightly behind needs no snapshot.
-            keep = min(1000, self.cfg.snapshot_entries // 5)
-            idx = compaction_index(gs.first_index(), g.applied, self.cfg.snapshot_entries, keep)
+            voters = sorted(g.conf_state.voters)
+            me = self.cfg.node_id
+            threshold = replica_threshold(
+                base,
+                leader=g.is_leader,
+                rank=voters.index(me) if me in voters else 0,
+                replicas=max(1, len(voters)),
+            )
+            idx = compaction_index(gs.first_index(), g.applied, threshold, keep)
             if idx is None:
                 continue
             with self.store.write() as txn:

@@ -5,11 +5,17 @@ Contract:
   (``create_snapshot`` at the applied index, then ``compact``).
 - Never compacts past the applied index: an entry leaves the log only after the state
   machine durably holds its effect.
+- Replicas of one group compact at different thresholds (``replica_threshold``): taking a
+  snapshot copies the group's data and stalls the replica meanwhile, and replicas that
+  applied the same entries would otherwise all stall at once.
 """
 
 from __future__ import annotations
 
-__all__ = ["compaction_index"]
+__all__ = ["LEADER_FACTOR", "compaction_index", "replica_threshold"]
+
+LEADER_FACTOR = 2
+"""A leader compacts at this many times the threshold: its stall stops the whole group."""
 
 
 def compaction_index(
@@ -28,3 +34,22 @@ def compaction_index(
         return None
     index = applied_index - keep
     return index if index >= first_index else None
+
+
+def replica_threshold(threshold: int, *, leader: bool, rank: int, replicas: int) -> int:
+    """The compaction threshold of one replica of a group whose configured threshold is
+    ``threshold``; ``rank`` is the replica's place (0-based) among the group's ``replicas``
+    voters.
+
+    A follower's stall costs the group nothing while the other voters still make a majority,
+    so followers compact at ``threshold * (1 + rank / replicas)``: their periods differ, so
+    two stall together only by chance, where with one threshold they would always coincide
+    (they apply the same entries). The leader's stall stops the group's commits, so it
+    compacts ``LEADER_FACTOR`` times less often (its longer log also lets a lagging follower
+    catch up without a snapshot).
+    """
+    if threshold < 1 or replicas < 1 or not 0 <= rank < replicas:
+        raise ValueError(f"bad threshold {threshold}, rank {rank} or replicas {replicas}")
+    if leader:
+        return threshold * LEADER_FACTOR
+    return threshold + threshold * rank // replicas

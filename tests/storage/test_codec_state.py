@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kvcluster.raft.types import ConfState, Entry, EntryType, HardState
-from kvcluster.storage import CorruptSnapshot, codec, compaction_index
+from kvcluster.storage import CorruptSnapshot, codec, compaction_index, replica_threshold
 from kvcluster.storage.state import EntryCache, TermRuns
 
 groups = st.integers(0, 2**32 - 1)
@@ -140,6 +140,21 @@ def test_compaction_index(
     first: int, applied: int, threshold: int, keep: int, want: int | None
 ) -> None:
     assert compaction_index(first, applied, threshold, keep) == want
+
+
+def test_replicas_of_a_group_compact_at_different_thresholds() -> None:
+    followers = [replica_threshold(10_000, leader=False, rank=r, replicas=3) for r in range(3)]
+    assert followers == [10_000, 13_333, 16_666]  # distinct: they never all stall at once
+    assert replica_threshold(10_000, leader=True, rank=0, replicas=3) == 20_000
+    assert replica_threshold(50, leader=False, rank=0, replicas=1) == 50
+    assert len({replica_threshold(10, leader=False, rank=r, replicas=5) for r in range(5)}) == 5
+    for bad in (
+        {"rank": 3, "replicas": 3},
+        {"rank": -1, "replicas": 3},
+        {"rank": 0, "replicas": 0},
+    ):
+        with pytest.raises(ValueError):
+            replica_threshold(10, leader=False, **bad)
 
 
 def test_compaction_index_rejects_bad_settings() -> None:
