@@ -56,7 +56,13 @@ def _load_file(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--heartbeat-ticks", type=int, default=2)
 @click.option("--map-size-mb", type=int, default=1024, help="LMDB map size.")
 @click.option("--no-fsync", is_flag=True, help="Unsafe: skip fsync (benchmarks only).")
-@click.option("--snapshot-entries", type=int, default=10_000)
+@click.option(
+    "--snapshot-entries",
+    type=int,
+    default=10_000,
+    help="snapshot and compact a group's log once it holds this many applied entries "
+    "(followers staggered up to 2x apart, the leader at 2x)",
+)
 @click.option(
     "--finish-stalled-moves-after",
     type=float,
