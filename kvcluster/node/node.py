@@ -49,8 +49,7 @@ from kvcluster.node.metrics import NodeMetrics
 from kvcluster.node.stalled_moves import StalledMoves
 from kvcluster.node.stalled_moves import finish as finish_moves
 from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
-from kvcluster.sharding import key_slot
-from kvcluster.sharding.migration import Phase
+from kvcluster.sharding import Phase, key_slot
 from kvcluster.storage import (
     NodeStore,
     StorageFull,

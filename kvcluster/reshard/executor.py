@@ -33,7 +33,8 @@ Contract:
   migration already FROZEN is finished instead: the target may be serving it.
 - ``stop`` (an Event) is honoured between steps *before* a freeze: a migration is never
   left frozen by a stop, only by a crash of the executor itself (then ``run`` again, or
-  ``abort``). Migrations run ``parallel`` at a time.
+  ``abort``; or the node leading the meta group calls ``finish_decided`` after a stall,
+  ``kvcluster.node.stalled_moves``). Migrations run ``parallel`` at a time.
 - Progress: ``on_slot(SlotReport)`` after each finished or aborted migration.
 """
 
