@@ -20,6 +20,7 @@ MODULES = sorted(PACKAGE.glob("*.py"))
 ALLOWED = {
     "__future__",
     "array",
+    "binascii",  # checksums only (crc_hqx is the slots' CRC16); no I/O
     "bisect",
     "collections.abc",
     "dataclasses",

@@ -28,7 +28,7 @@ def test_crc16_check_value_from_the_spec() -> None:
 
 
 @given(st.binary(max_size=64))
-def test_crc16_table_matches_bitwise_definition(data: bytes) -> None:
+def test_crc16_matches_bitwise_definition(data: bytes) -> None:
     assert crc16(data) == crc16_bitwise(data)
 
 
