@@ -9,7 +9,9 @@ Contract:
   ``unknown`` (the step may or may not have happened; every step is idempotent, so the
   executor retries it). The clock a command applies with is the leader's, or the
   command's own ``now_ms`` if later (an import chunk carries the source's clock) but never
-  more than a minute ahead of the leader's.
+  more than a minute ahead of the leader's. An import chunk holding a key of another slot
+  is refused whole (the batch with it): stored under the wrong slot, such a key could be
+  neither found nor moved again.
 - ``MetaState`` is a linearizable read of the layout on the meta leader (ReadIndex).
 - ``ScanSlot`` is a linearizable read on a shard group's leader: a page of the slot's data,
   of its dirty keys with their current values, or of the sessions whose last write was in
@@ -32,10 +34,12 @@ from kvcluster.kv.slot_moves import (
     SLOT_PREFIX,
     Activate,
     Freeze,
+    ImportChunk,
     MoveCommand,
 )
 from kvcluster.kv.values import is_expired
 from kvcluster.meta import META_GROUP, MetaResult, decode_meta_command
+from kvcluster.sharding import key_slot
 from kvcluster.v1 import admin_pb2, admin_pb2_grpc
 
 if TYPE_CHECKING:
@@ -127,6 +131,13 @@ class MigrationService(admin_pb2_grpc.MigrationServicer):
         if type(cmd).__module__ != _MOVE_MODULE:
             raise InvalidArgument("only slot-move commands may be proposed here")
         move: MoveCommand = cmd  # type: ignore[assignment]
+        if isinstance(move, ImportChunk):
+            stray = next((k for k, _ in move.puts if key_slot(k) != move.slot), None)
+            if stray is not None:
+                raise InvalidArgument(
+                    f"an import chunk for slot {move.slot} holds key {stray[:64]!r}, "
+                    f"which is in slot {key_slot(stray)}"
+                )
         # The leader stamps its clock; an import chunk may carry the source group's clock (so
         # a key expired there is expired here), at most a minute ahead.
         now = self.node.now_ms()

@@ -18,9 +18,12 @@ from jepsen_lite.checker import check_history
 
 from kvcluster.client import Client
 from kvcluster.errors import KvClusterError, OutcomeUnknown, RetryBudgetExhausted
+from kvcluster.kv.commands import encode_command
+from kvcluster.kv.slot_moves import ImportChunk
+from kvcluster.kv.values import encode_value
 from kvcluster.local import LocalCluster
 from kvcluster.meta import META_GROUP
-from kvcluster.reshard import Executor, LeaderCalls, SlotReport
+from kvcluster.reshard import Executor, LeaderCalls, SlotReport, StepRefused
 from kvcluster.sharding import key_slot
 from kvcluster.sharding.migration import Phase
 
@@ -428,3 +431,20 @@ def test_the_meta_leader_finishes_decided_moves_whose_executor_died(cluster_fact
         work.finish()
         assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
         work.check(kv)
+
+
+def test_an_import_chunk_with_a_key_of_another_slot_is_refused_at_the_edge(
+    cluster: LocalCluster,
+) -> None:
+    """A key stored under a slot it does not hash to could be neither found nor moved:
+    the node refuses the chunk (and its batch) before proposing anything."""
+    good, stray = "in-slot", "elsewhere"
+    slot = key_slot(good)
+    assert key_slot(stray) != slot
+    with LeaderCalls(cluster.addresses) as calls, Client(",".join(cluster.addresses)) as kv:
+        target = next(g for a, b, g in calls.meta_state().owners if not a <= slot <= b)
+        v = encode_value(b"v", 0)
+        chunk = ImportChunk(0, slot, 1, 1, 1, ((good.encode(), v), (stray.encode(), v)))
+        with pytest.raises(StepRefused, match=r"holds key b'elsewhere', which is in slot "):
+            calls.propose(target, [encode_command(chunk)])
+        assert kv.get(stray) is None and kv.get(good) is None
