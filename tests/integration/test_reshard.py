@@ -334,6 +334,38 @@ def _bulk(kv: Client, keys: list[str], tag: str) -> dict[str, str]:
     return values
 
 
+def _moved_to_3_by_a_dying_executor(
+    calls: LeaderCalls,
+    kv: Client,
+    seeds: str,
+    slots: list[int],
+    dying_executor: type[_DiesBeforeActivate],
+) -> tuple[dict[str, str], RegisterWorkload]:
+    """Bulk keys and registers in ``slots``, a register workload running, and an executor
+    of type ``dying_executor`` that moved the slots towards group 3, wrote a third of the
+    bulk keys again after its copy, and died. Returns the values the bulk keys must end
+    with, and the workload (still running)."""
+    before = _bulk(kv, keys_in(slots, 20), "before")
+    work = RegisterWorkload(seeds, keys_in(slots, 2, prefix_from=10**6), threads=3)
+    work.start()
+    work.wait_ops(30)
+    dying = dying_executor(calls, batch=8)
+    dying.write_after_copy = lambda: before.update(_bulk(kv, list(before)[::3], "during"))
+    dying.plan([(s, 3) for s in slots])
+    with pytest.raises(_Died):
+        dying.run()
+    return before, work
+
+
+def _check_nothing_lost(kv: Client, before: dict[str, str], work: RegisterWorkload) -> None:
+    """Once the moves are finished: the bulk keys hold their last values and the workload's
+    history (it goes on a little first) is linearizable."""
+    work.wait_ops(30)
+    work.finish()
+    assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
+    work.check(kv)
+
+
 @pytest.mark.parametrize(
     ("dying_executor", "left_in"),
     [(_DiesBeforeActivate, Phase.FROZEN), (_FlipsWithoutActivate, Phase.OWNERSHIP_FLIPPED)],
@@ -349,25 +381,14 @@ def test_a_dead_executor_s_frozen_slots_are_finished_by_a_new_run(
     with LeaderCalls(cluster.addresses) as calls, Client(seeds) as kv:
         meta = calls.meta_state()
         slots = [s for a, b, g in meta.owners if g == 2 for s in range(a, b + 1)][:6]
-        before = _bulk(kv, keys_in(slots, 20), "before")
-        work = RegisterWorkload(seeds, keys_in(slots, 2, prefix_from=10**6), threads=3)
-        work.start()
-        work.wait_ops(30)
-        dying = dying_executor(calls, batch=8)
-        dying.write_after_copy = lambda: before.update(_bulk(kv, list(before)[::3], "during"))
-        dying.plan([(s, 3) for s in slots])
-        with pytest.raises(_Died):
-            dying.run()
+        before, work = _moved_to_3_by_a_dying_executor(calls, kv, seeds, slots, dying_executor)
         left = calls.meta_state().migrations
         assert {m.phase for m in left} == {left_in}, left
         reports = Executor(calls, batch=8).run()
         assert {r.outcome for r in reports} == {"done"}
         assert calls.meta_state().migrations == ()
         assert all(calls.meta_state().owner(s) == 3 for s in slots)
-        work.wait_ops(30)
-        work.finish()
-        assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
-        work.check(kv)
+        _check_nothing_lost(kv, before, work)
 
 
 def test_abort_finishes_a_frozen_migration_instead_of_rolling_it_back(
@@ -407,15 +428,7 @@ def test_the_meta_leader_finishes_decided_moves_whose_executor_died(cluster_fact
         meta = calls.meta_state()
         group2 = [s for a, b, g in meta.owners if g == 2 for s in range(a, b + 1)]
         slots, planned_only = group2[:6], group2[6:9]
-        before = _bulk(kv, keys_in(slots, 20), "before")
-        work = RegisterWorkload(seeds, keys_in(slots, 2, prefix_from=10**6), threads=3)
-        work.start()
-        work.wait_ops(30)
-        dying = _DiesBeforeActivate(calls, batch=8)
-        dying.write_after_copy = lambda: before.update(_bulk(kv, list(before)[::3], "during"))
-        dying.plan([(s, 3) for s in slots])
-        with pytest.raises(_Died):
-            dying.run()
+        before, work = _moved_to_3_by_a_dying_executor(calls, kv, seeds, slots, _DiesBeforeActivate)
         Executor(calls).plan([(s, 1) for s in planned_only])
 
         def finished() -> bool:
@@ -427,10 +440,7 @@ def test_the_meta_leader_finishes_decided_moves_whose_executor_died(cluster_fact
         c.wait_until("the meta leader to finish the frozen moves", finished, timeout=60)
         left = calls.meta_state().migrations
         assert sorted((m.slot, m.phase) for m in left) == [(s, Phase.PENDING) for s in planned_only]
-        work.wait_ops(30)
-        work.finish()
-        assert {k: kv.get(k) for k in before} == {k: v.encode() for k, v in before.items()}
-        work.check(kv)
+        _check_nothing_lost(kv, before, work)
 
 
 def test_an_import_chunk_with_a_key_of_another_slot_is_refused_at_the_edge(
