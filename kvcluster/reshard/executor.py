@@ -178,13 +178,11 @@ class Executor:
         jobs += [(self._abort_wave, w) for w in self._waves([m for m in todo if not m.is_decided])]
         return self._each(jobs)
 
-    def finish_decided(self, ids: frozenset[int] | None = None) -> list[SlotReport]:
-        """Finish the decided migrations (FROZEN or later; only those in ``ids`` if given)
-        and leave every other one as it is: what a node does for moves whose executor went
-        away (``kvcluster.node.stalled_moves``)."""
-        todo = [
-            m for m in self.calls.meta_state().migrations if ids is None or m.migration_id in ids
-        ]
+    def finish_decided(self, ids: frozenset[int]) -> list[SlotReport]:
+        """Finish the migrations ``ids`` that are decided (FROZEN or later) and leave every
+        other one as it is: what a node does for moves whose executor went away
+        (``kvcluster.node.stalled_moves``)."""
+        todo = [m for m in self.calls.meta_state().migrations if m.migration_id in ids]
         return self._each(self._decided_jobs(todo))
 
     def _decided_jobs(
