@@ -60,8 +60,8 @@ def _load_file(ctx: click.Context, param: click.Parameter, value: str | None) ->
     "--snapshot-entries",
     type=int,
     default=10_000,
-    help="snapshot and compact a group's log once it holds this many applied entries "
-    "(followers staggered up to 2x apart, the leader at 2x)",
+    help="compact a group's log once it holds this many applied entries (the oldest tenth "
+    "goes; a follower further behind is sent a snapshot of the applied data)",
 )
 @click.option(
     "--finish-stalled-moves-after",

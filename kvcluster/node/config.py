@@ -57,7 +57,7 @@ class NodeConfig:
     heartbeat_ticks: int = 2
     map_size: int = 1 << 30
     fsync: bool = True
-    snapshot_entries: int = 10_000  # compact a group's log beyond this many applied entries
+    snapshot_entries: int = 10_000  # compact a group's log at this many applied entries
     request_timeout_ms: int = 5_000
     # Seconds a decided slot move may make no progress before the meta leader finishes it
     # itself (kvcluster.node.stalled_moves); 0 = never.

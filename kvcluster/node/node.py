@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from kvcluster.errors import KvClusterError
+from kvcluster.errors import Compacted, KvClusterError
 from kvcluster.kv.result import KvResult
 from kvcluster.kv.slot_moves import SlotRecord, SlotState, read_record
 from kvcluster.kv.state_machine import KvStateMachine
@@ -53,9 +53,10 @@ from kvcluster.sharding import Phase, key_slot
 from kvcluster.storage import (
     NodeStore,
     StorageFull,
+    UnknownGroup,
     WriteBatch,
     compaction_index,
-    replica_threshold,
+    retained,
 )
 from kvcluster.transport.grpc_transport import SERVER_OPTIONS as TRANSPORT_SERVER_OPTIONS
 from kvcluster.transport.grpc_transport import GrpcTransport
@@ -87,6 +88,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self.storage_full = False  # the last write hit a full LMDB map (see _write_until_done)
+        self._compactions: dict[int, int] = {}  # group -> index: cut by the next write
         self._rng = random.Random()
         # One thread does every write transaction (LMDB allows one writer at a time).
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-io")
@@ -394,7 +396,8 @@ class Node:
             # The write and its fsync run on the I/O thread while this loop keeps taking
             # requests and messages; they join the next Ready (the RawNodes accept steps
             # between ready() and advance()).
-            results = await self._write_until_done(loop, writes)
+            compactions, self._compactions = self._compactions, {}
+            results = await self._write_until_done(loop, writes, compactions)
 
         for g, rd in readies:
             if rd.snapshot is not None:
@@ -413,12 +416,15 @@ class Node:
         meta_rd = next((rd for g, rd in readies if g.group_id == META_GROUP), None)
         if meta_rd is not None and (meta_rd.committed_entries or meta_rd.snapshot):
             self._load_meta()
-        self._maybe_compact()
+        self._plan_compactions()
         if any(g.raw.has_ready() for g in self.groups.values()):
             self._wake.set()
 
     async def _write_until_done(
-        self, loop: asyncio.AbstractEventLoop, writes: list[tuple[GroupReplica, Ready]]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        writes: list[tuple[GroupReplica, Ready]],
+        compactions: dict[int, int],
     ) -> dict[int, dict[int, KvResult]]:
         """Persist and apply; while the storage is full, refuse new writes at the edge
         (UNAVAILABLE: they did not happen), keep serving stale reads, and retry this same
@@ -427,7 +433,7 @@ class Node:
         unknown until then, never reported as failed."""
         while True:
             try:
-                results = await loop.run_in_executor(self._io, self._write, writes)
+                results = await loop.run_in_executor(self._io, self._write, writes, compactions)
             except StorageFull as e:
                 if not self.storage_full:
                     log.error("%s; refusing writes until there is room", e)
@@ -439,9 +445,12 @@ class Node:
             self.storage_full = False
             return results
 
-    def _write(self, writes: list[tuple[GroupReplica, Ready]]) -> dict[int, dict[int, KvResult]]:
-        """On the I/O thread: persist every Ready and apply its committed entries in one
-        transaction, synced once. Touches only the store and the (pure) state machine."""
+    def _write(
+        self, writes: list[tuple[GroupReplica, Ready]], compactions: dict[int, int]
+    ) -> dict[int, dict[int, KvResult]]:
+        """On the I/O thread: persist every Ready, apply its committed entries and cut the
+        logs in ``compactions`` (group -> index) in one transaction, synced once. Touches
+        only the store and the (pure) state machine."""
         store = self.store
         assert store is not None
         t0 = time.perf_counter()
@@ -454,6 +463,11 @@ class Node:
             for g, rd in writes:
                 if rd.committed_entries:
                     results[g.group_id] = self._apply(txn, g, rd)
+            for gid, index in compactions.items():
+                # Compacted: a snapshot was installed past it since; UnknownGroup: dropped.
+                with contextlib.suppress(Compacted, UnknownGroup):
+                    txn.compact(gid, index)
+                    log.debug("group %d: log compacted to %d", gid, index)
         self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
         self.metrics.ready_entries.observe(batch.entry_count())
         return results
@@ -473,28 +487,18 @@ class Node:
         self.metrics.applied.labels(group=str(g.group_id)).inc(len(rd.committed_entries))
         return out
 
-    def _maybe_compact(self) -> None:
+    def _plan_compactions(self) -> None:
+        """Note each group whose log is due for compaction (``storage.compaction``); the
+        next write transaction cuts it. Compaction only deletes log entries: a snapshot is
+        captured from the applied data when a follower needs one."""
         assert self.store is not None
-        base = self.cfg.snapshot_entries
-        # Keep a little applied log so a follower slightly behind needs no snapshot.
-        keep = min(1000, base // 5)
+        threshold = self.cfg.snapshot_entries
+        keep = retained(threshold)
         for g in self.groups.values():
-            gs = self.store.group(g.group_id)
-            voters = sorted(g.conf_state.voters)
-            me = self.cfg.node_id
-            threshold = replica_threshold(
-                base,
-                leader=g.is_leader,
-                rank=voters.index(me) if me in voters else 0,
-                replicas=max(1, len(voters)),
-            )
-            idx = compaction_index(gs.first_index(), g.applied, threshold, keep)
-            if idx is None:
-                continue
-            with self.store.write() as txn:
-                txn.create_snapshot(g.group_id, g.applied, g.conf_state)
-                txn.compact(g.group_id, idx)
-            log.info("group %d: snapshot at %d, log compacted to %d", g.group_id, g.applied, idx)
+            first = self.store.group(g.group_id).first_index()
+            index = compaction_index(first, g.applied, threshold, keep)
+            if index is not None:
+                self._compactions[g.group_id] = index
 
     def _update_gauges(self, g: GroupReplica) -> None:
         label = str(g.group_id)
@@ -502,6 +506,7 @@ class Node:
         self.metrics.commit_index.labels(group=label).set(raft.log.committed)
         self.metrics.apply_lag.labels(group=label).set(raft.log.committed - g.applied)
         self.metrics.is_leader.labels(group=label).set(1 if g.is_leader else 0)
+        self.metrics.log_first_index.labels(group=label).set(raft.log.first_index())
 
     # -- transport callbacks ---------------------------------------------------------------
     def _on_messages(self, from_node: int, msgs: list[tuple[int, Any]]) -> None:
@@ -543,6 +548,7 @@ class Node:
                     "term": raft.term,
                     "commit_index": raft.log.committed,
                     "applied_index": g.applied,
+                    "first_index": raft.log.first_index(),
                     "last_index": raft.log.last_index(),
                     "voters": list(g.conf_state.voters),
                 }

@@ -10,7 +10,7 @@ machine applies entries and records its applied index atomically.
 from __future__ import annotations
 
 from kvcluster.storage.batch import GroupWrite, WriteBatch
-from kvcluster.storage.compaction import compaction_index, replica_threshold
+from kvcluster.storage.compaction import compaction_index, retained
 from kvcluster.storage.errors import (
     CorruptSnapshot,
     GroupExists,
@@ -45,5 +45,5 @@ __all__ = [
     "WriteBatch",
     "WriteTxn",
     "compaction_index",
-    "replica_threshold",
+    "retained",
 ]

@@ -2,20 +2,26 @@
 
 Contract:
 - Pure arithmetic over indices; the runtime asks after applying and acts on the answer
-  (``create_snapshot`` at the applied index, then ``compact``).
+  (``compact`` in its next write transaction).
 - Never compacts past the applied index: an entry leaves the log only after the state
-  machine durably holds its effect.
-- Replicas of one group compact at different thresholds (``replica_threshold``): taking a
-  snapshot copies the group's data and stalls the replica meanwhile, and replicas that
-  applied the same entries would otherwise all stall at once.
+  machine durably holds its effect (a kv group's snapshot is its applied data, captured
+  when a follower needs one, so compacting copies nothing).
+- ``retained`` is how much applied log the runtime keeps: compaction is due once
+  ``threshold`` applied entries sit in the log and then drops the oldest tenth of them, so
+  each compaction deletes a small, even amount of log and a follower up to about
+  ``threshold`` entries behind still catches up from the log.
 """
 
 from __future__ import annotations
 
-__all__ = ["LEADER_FACTOR", "compaction_index", "replica_threshold"]
+__all__ = ["compaction_index", "retained"]
 
-LEADER_FACTOR = 2
-"""A leader compacts at this many times the threshold: its stall stops the whole group."""
+
+def retained(threshold: int) -> int:
+    """Applied entries left in the log by a compaction due at ``threshold``."""
+    if threshold < 1:
+        raise ValueError(f"threshold must be >= 1 (got {threshold})")
+    return threshold - max(1, threshold // 10)
 
 
 def compaction_index(
@@ -34,22 +40,3 @@ def compaction_index(
         return None
     index = applied_index - keep
     return index if index >= first_index else None
-
-
-def replica_threshold(threshold: int, *, leader: bool, rank: int, replicas: int) -> int:
-    """The compaction threshold of one replica of a group whose configured threshold is
-    ``threshold``; ``rank`` is the replica's place (0-based) among the group's ``replicas``
-    voters.
-
-    A follower's stall costs the group nothing while the other voters still make a majority,
-    so followers compact at ``threshold * (1 + rank / replicas)``: their periods differ, so
-    two stall together only by chance, where with one threshold they would always coincide
-    (they apply the same entries). The leader's stall stops the group's commits, so it
-    compacts ``LEADER_FACTOR`` times less often (its longer log also lets a lagging follower
-    catch up without a snapshot).
-    """
-    if threshold < 1 or replicas < 1 or not 0 <= rank < replicas:
-        raise ValueError(f"bad threshold {threshold}, rank {rank} or replicas {replicas}")
-    if leader:
-        return threshold * LEADER_FACTOR
-    return threshold + threshold * rank // replicas

@@ -5,7 +5,8 @@ Contract:
   would after the same writes: same values, same ``Compacted``/``Unavailable`` errors.
 - Hot-path reads never touch LMDB: hard state, membership, first/last index and every term
   come from the in-memory ``GroupState``; ``entries`` is served from the recent-entry cache
-  when it can and reads LMDB only for older entries; ``snapshot`` reads its data from LMDB.
+  when it can and reads LMDB only for older entries; ``snapshot`` reads LMDB (a kv group's
+  is captured then, at its applied index: see ``snapshots``).
 - The state shown is always what LMDB has committed: ``NodeStore`` swaps ``_state`` only
   after a successful commit. A handle of a dropped group (or a closed store) raises
   ``UnknownGroup``.
@@ -87,6 +88,8 @@ class GroupStorage:
 
     def snapshot(self) -> Snapshot:
         st = self._st()
+        if not st.opaque:
+            return snapshots.capture(self._store, self.group)
         cs = st.snapshot_conf
         md = SnapshotMetadata(
             st.snapshot_index, st.snapshot_term, ConfState(cs.voters, cs.learners)
@@ -108,6 +111,8 @@ class GroupStorage:
     def snapshot_metadata(self) -> SnapshotMetadata:
         """The current snapshot's metadata, without reading its data."""
         st = self._st()
+        if not st.opaque:
+            return snapshots.capture_metadata(self._store, self.group)
         cs = st.snapshot_conf
         return SnapshotMetadata(
             st.snapshot_index, st.snapshot_term, ConfState(cs.voters, cs.learners)
@@ -129,13 +134,11 @@ class GroupStorage:
     def create_snapshot(
         self, index: int, conf_state: ConfState, data: bytes | None = None
     ) -> Snapshot:
-        """As MemoryStorage.create_snapshot for an opaque group; a kv group captures its kv
-        data and takes ``data=None``."""
+        """As MemoryStorage.create_snapshot, for an opaque group (a kv group refuses with
+        InvalidArgument: its snapshots are captured when needed)."""
         with self._store.write() as w:
             md = w.create_snapshot(self.group, index, conf_state, data)
-        return Snapshot(
-            md, data if data is not None else snapshots.read_data(self._store, self.group)
-        )
+        return Snapshot(md, data if data is not None else b"")
 
     def compact(self, compact_index: int) -> None:
         with self._store.write() as w:

@@ -19,7 +19,8 @@ Contract:
   instead of one (about twice the commit latency on a slow disk); group commit through
   ``persist_ready`` pays it once per loop turn for all groups.
 - Not thread-safe: the caller serialises calls (one event loop, or one writer thread).
-- Snapshots are materialised (see ``snapshots``).
+- A kv group's snapshot is captured when one is needed; an opaque group's is stored (see
+  ``snapshots``).
 """
 
 from __future__ import annotations
@@ -245,11 +246,6 @@ class NodeStore:
         with self.read() as r:
             return r.count_slot(group, slot)
 
-    def create_snapshot(self, group: int, index: int, conf_state: ConfState) -> SnapshotMetadata:
-        """Capture the group's kv data as its snapshot at applied ``index``."""
-        with self.write() as w:
-            return w.create_snapshot(group, index, conf_state)
-
     def apply_snapshot(self, group: int, snap: Snapshot) -> None:
         with self.write() as w:
             w.apply_snapshot(group, snap)
@@ -265,11 +261,11 @@ class NodeStore:
             w.compact(group, index)
 
     def snapshot_chunks(self, group: int) -> tuple[SnapshotMetadata, Iterator[bytes]]:
-        """The group's current snapshot as metadata and a lazy iterator of data chunks.
+        """The group's current snapshot as metadata and an iterator of data chunks.
 
-        Each chunk is read in its own short read transaction (no reader is pinned while the
-        consumer sends); if a newer snapshot replaces this one mid-stream, the iterator
-        raises SnapshotOutOfDate.
+        A kv group's is captured now. An opaque group's chunks are read each in its own short
+        read transaction (no reader is pinned while the consumer sends); if a newer snapshot
+        replaces it mid-stream, the iterator raises SnapshotOutOfDate.
         """
         return snapshots.stream(self, group)
 

@@ -1,28 +1,31 @@
 """Snapshots of a group: capture, store, install and stream their data.
 
 Contract:
-- A snapshot is its metadata (index, term, membership) in ``meta`` plus its data in ``snap``,
-  cut into chunks of about ``NodeStore.chunk_size`` bytes. Snapshots are materialised: the
-  data stays stored until a newer snapshot replaces it, so ``GroupStorage.snapshot()`` and
-  ``stream`` always return exactly what was captured at the snapshot's index.
-- A kv group's data is the kv form of ``codec`` (every data and meta record of the group).
-  Capturing runs inside the write transaction, so it holds LMDB's single writer for a time
-  proportional to the group's size: snapshot a large group rarely.
-- Installing replaces, in the caller's one write transaction: the snapshot, the log (which
-  restarts after the snapshot index), the applied index, the membership and, for a kv
-  group, all of the group's kv records. Data that does not decode raises CorruptSnapshot and
-  the whole transaction rolls back.
-- ``stream`` reads one chunk per short read transaction, so a slow receiver pins no reader.
+- A kv group (the runtime's kind) has no stored snapshot: its snapshot is its kv data at its
+  applied index, captured when one is needed (``capture``: a leader about to send one to a
+  follower whose entries it has compacted). Index, term, membership and data are read in
+  one LMDB read transaction, so they always agree, and the write path never copies the
+  group's data: compacting its log only deletes entries. The data is the kv form of
+  ``codec`` (every data and meta record of the group), built in memory by the capturing
+  thread.
+- An opaque group's snapshot (MemoryStorage's model, for tests and tools) is the data given
+  to ``create``, stored in ``snap`` in chunks of about ``NodeStore.chunk_size`` bytes until a
+  newer one replaces it; ``stream`` reads one chunk per short read transaction, so a slow
+  receiver pins no reader.
+- Installing replaces, in the caller's one write transaction: the log (which restarts after
+  the snapshot index), the applied index, the membership and, for a kv group, all of the
+  group's kv records (for an opaque group, its stored snapshot). It is refused with
+  SnapshotOutOfDate unless newer than what the group holds (a kv group: its applied index).
+  Data that does not decode raises CorruptSnapshot and the whole transaction rolls back.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from kvcluster.errors import Compacted, InvalidArgument, SnapshotOutOfDate, Unavailable
-from kvcluster.raft.types import ConfState, SnapshotMetadata
+from kvcluster.raft.types import ConfState, Snapshot, SnapshotMetadata
 from kvcluster.storage import codec
 from kvcluster.storage.codec import MetaTag
 from kvcluster.storage.errors import NodeStoreError
@@ -30,9 +33,18 @@ from kvcluster.storage.state import GroupState, TermRuns
 
 if TYPE_CHECKING:
     from kvcluster.storage.node_store import NodeStore
-    from kvcluster.storage.txn import WriteTxn
+    from kvcluster.storage.txn import ReadTxn, WriteTxn
 
-__all__ = ["create", "install", "read_data", "rechunk", "slices", "stream"]
+__all__ = [
+    "capture",
+    "capture_metadata",
+    "create",
+    "install",
+    "read_data",
+    "rechunk",
+    "slices",
+    "stream",
+]
 
 
 def create(
@@ -43,27 +55,21 @@ def create(
     conf_state: ConfState,
     data: bytes | None,
 ) -> SnapshotMetadata:
-    """``WriteTxn.create_snapshot``; ``st`` is the group's state in ``w``."""
+    """``WriteTxn.create_snapshot`` of an opaque group; ``st`` is its state in ``w``."""
+    if not st.opaque:
+        raise InvalidArgument(
+            f"group {group} snapshots its kv data at its applied index when one is needed"
+            " (GroupStorage.snapshot()); none is created"
+        )
     if index <= st.snapshot_index:
         raise SnapshotOutOfDate(f"snapshot at {index} is not newer")
     if index > st.last_index:
         raise Unavailable(f"snapshot index {index} > last index {st.last_index}")
     if index < st.offset:
         raise Compacted(f"snapshot index {index} is below the compaction point {st.offset}")
-    chunk_size = w._store.chunk_size
-    chunks: Iterable[bytes]
-    if st.opaque:
-        if data is None:
-            raise InvalidArgument(f"group {group} has opaque snapshots: data is required")
-        chunks = slices(data, chunk_size)
-    else:
-        if data is not None:
-            raise InvalidArgument(f"group {group} snapshots its kv data; it takes no data")
-        if index != st.applied:
-            raise InvalidArgument(
-                f"kv snapshot of group {group} at {index}, but its applied index is {st.applied}"
-            )
-        chunks = codec.encode_kv_snapshot(w.iter_group_kv(group), chunk_size)
+    if data is None:
+        raise InvalidArgument(f"group {group} has opaque snapshots: data is required")
+    chunks = slices(data, w._store.chunk_size)
     md = SnapshotMetadata(index, st.runs.term(index), _copy_conf(conf_state))
     _store(w, group, st, md, chunks)
     if index >= st.conf_index:
@@ -75,13 +81,14 @@ def install(
     w: WriteTxn, group: int, st: GroupState, metadata: SnapshotMetadata, chunks: Iterable[bytes]
 ) -> None:
     """``WriteTxn.install_snapshot``; ``st`` is the group's state in ``w``."""
-    if metadata.index <= st.snapshot_index:
-        raise SnapshotOutOfDate(
-            f"snapshot at {metadata.index} is not newer than {st.snapshot_index}"
-        )
+    held = st.snapshot_index if st.opaque else st.applied
+    if metadata.index <= held:
+        raise SnapshotOutOfDate(f"snapshot at {metadata.index} is not newer than {held}")
     md = SnapshotMetadata(metadata.index, metadata.term, _copy_conf(metadata.conf_state))
-    data = chunks if st.opaque else _replace_kv(w, group, chunks)
-    _store(w, group, st, md, rechunk(data, w._store.chunk_size))
+    if st.opaque:
+        _store(w, group, st, md, rechunk(chunks, w._store.chunk_size))
+    else:
+        _replace_kv(w, group, chunks)
     w._delete_prefix(w._store._log, codec.group_prefix(group))
     w._put_meta(group, MetaTag.LOG_OFFSET, codec.encode_log_offset(md.index, md.term))
     w._put_meta(group, MetaTag.APPLIED, codec.encode_applied(md.index))
@@ -93,8 +100,12 @@ def install(
 
 def stream(store: NodeStore, group: int) -> tuple[SnapshotMetadata, Iterator[bytes]]:
     """``NodeStore.snapshot_chunks``: the current snapshot's metadata and a lazy iterator of
-    its data chunks; SnapshotOutOfDate from the iterator if it is replaced mid-stream."""
+    its data chunks; SnapshotOutOfDate from the iterator if it is replaced mid-stream. A kv
+    group's snapshot is captured now, whole, and handed out in chunks."""
     st = store.group(group)._st()
+    if not st.opaque:
+        snap = capture(store, group)
+        return snap.metadata, slices(snap.data, store.chunk_size)
     md = SnapshotMetadata(st.snapshot_index, st.snapshot_term, _copy_conf(st.snapshot_conf))
     expect = (st.snapshot_index, st.snapshot_chunks, st.snapshot_size)
 
@@ -115,8 +126,43 @@ def stream(store: NodeStore, group: int) -> tuple[SnapshotMetadata, Iterator[byt
     return md, chunks()
 
 
+def capture(store: NodeStore, group: int) -> Snapshot:
+    """A kv group's snapshot: its kv data at its applied index, with that index's term and
+    the membership in force there, all from one read transaction."""
+    with store.read() as r:
+        md = _applied_metadata(store, r, group)
+        data = b"".join(codec.encode_kv_snapshot(r.iter_group_kv(group), 1 << 20))
+    return Snapshot(md, data)
+
+
+def capture_metadata(store: NodeStore, group: int) -> SnapshotMetadata:
+    """What ``capture`` would return as metadata now, without reading the data."""
+    with store.read() as r:
+        return _applied_metadata(store, r, group)
+
+
+def _applied_metadata(store: NodeStore, r: ReadTxn, group: int) -> SnapshotMetadata:
+    txn, meta = r._txn, store._meta
+    raw = txn.get(codec.meta_key(group, MetaTag.APPLIED), db=meta)
+    applied = 0 if raw is None else codec.decode_applied(raw)
+    raw = txn.get(codec.meta_key(group, MetaTag.LOG_OFFSET), db=meta)
+    offset, offset_term = (0, 0) if raw is None else codec.decode_log_offset(raw)
+    raw = txn.get(codec.meta_key(group, MetaTag.CONF_STATE), db=meta)
+    conf = ConfState() if raw is None else codec.decode_conf_record(raw)[1]
+    if applied == offset:
+        term = offset_term
+    else:
+        entry = txn.get(codec.log_key(group, applied), db=store._log)
+        if applied < offset or entry is None:
+            raise NodeStoreError(
+                f"group {group}: applied entry {applied} is not in its log (offset {offset})"
+            )
+        term = codec.entry_term(entry)
+    return SnapshotMetadata(applied, term, conf)
+
+
 def read_data(store: NodeStore, group: int) -> bytes:
-    """The whole data of the group's current snapshot (one read transaction)."""
+    """The whole data of an opaque group's current snapshot (one read transaction)."""
     prefix = codec.group_prefix(group)
     parts: list[bytes] = []
     with store.read() as r:
@@ -151,22 +197,12 @@ def rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
         yield bytes(buf)
 
 
-def _replace_kv(w: WriteTxn, group: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Pass ``chunks`` through while writing their kv items in place of the group's records."""
+def _replace_kv(w: WriteTxn, group: int, chunks: Iterable[bytes]) -> None:
+    """Write the kv items of ``chunks`` in place of all of the group's records."""
     kv = w._store._kv
     w._delete_prefix(kv, codec.group_prefix(group))
-    seen: deque[bytes] = deque()
-
-    def tee() -> Iterator[bytes]:
-        for chunk in chunks:
-            seen.append(chunk)
-            yield chunk
-
-    for slot, key, value in codec.decode_kv_snapshot(tee()):
+    for slot, key, value in codec.decode_kv_snapshot(chunks):
         w._put(w._txn, codec.kv_key(group, slot, key), value, kv)
-        while seen:
-            yield seen.popleft()
-    yield from seen
 
 
 def _store(

@@ -138,7 +138,9 @@ class GroupState:
     Invariants: ``offset <= applied`` is *not* required (compaction is the caller's choice);
     ``offset <= last_index``; ``runs`` covers ``offset .. last_index``; ``cache`` is a suffix
     of ``offset+1 .. last_index``; ``snapshot_index <= offset`` unless a compaction happened
-    without a snapshot (allowed, as in MemoryStorage).
+    without a snapshot (allowed, as in MemoryStorage). The ``snapshot_*`` fields describe an
+    opaque group's stored snapshot; a kv group stores none (its snapshot is captured from its
+    data when needed), and for it ``offset <= applied``.
     """
 
     hard_state: HardState

@@ -393,12 +393,17 @@ class WriteTxn(ReadTxn):
         st.cache.append(entries)
 
     def compact(self, group: int, compact_index: int) -> None:
-        """Drop entries up to ``compact_index``, which becomes the dummy entry."""
+        """Drop entries up to ``compact_index``, which becomes the dummy entry. A kv group's
+        log is never cut past its applied index (its snapshot is its applied data)."""
         st = self._state(group)
         if compact_index <= st.offset:
             raise Compacted(f"already compacted up to {st.offset}")
         if compact_index > st.last_index:
             raise Unavailable(f"compact {compact_index} > last index {st.last_index}")
+        if not st.opaque and compact_index > st.applied:
+            raise Unavailable(
+                f"compact {compact_index} > applied index {st.applied} of kv group {group}"
+            )
         term = st.runs.term(compact_index)
         end = codec.log_key(group, compact_index)
         self._delete_range(
@@ -412,17 +417,15 @@ class WriteTxn(ReadTxn):
     def create_snapshot(
         self, group: int, index: int, conf_state: ConfState, data: bytes | None = None
     ) -> SnapshotMetadata:
-        """Record a snapshot as of applied ``index`` (does not compact the log).
-
-        A kv group (the default) captures its kv data, which needs ``index`` to be its
-        applied index, and takes no ``data``. An opaque group stores the ``data`` it is given
-        (MemoryStorage's signature).
-        """
+        """Store an opaque group's snapshot ``data`` as of ``index`` (does not compact the
+        log; MemoryStorage's signature). A kv group refuses with InvalidArgument: its
+        snapshot is captured when one is needed (``GroupStorage.snapshot()``)."""
         return snapshots.create(self, group, self._state(group), index, conf_state, data)
 
     def apply_snapshot(self, group: int, snap: Snapshot) -> None:
         """Install a leader's snapshot: replaces the log and (kv group) the kv data.
-        Refused with SnapshotOutOfDate unless it is newer than the current one."""
+        Refused with SnapshotOutOfDate unless it is newer than what the group holds (a kv
+        group: its applied index; an opaque group: its stored snapshot)."""
         chunks = snapshots.slices(snap.data, self._store.chunk_size)
         snapshots.install(self, group, self._state(group), snap.metadata, chunks)
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kvcluster.raft.types import ConfState, Entry, EntryType, HardState
-from kvcluster.storage import CorruptSnapshot, codec, compaction_index, replica_threshold
+from kvcluster.storage import CorruptSnapshot, codec, compaction_index, retained
 from kvcluster.storage.state import EntryCache, TermRuns
 
 groups = st.integers(0, 2**32 - 1)
@@ -142,21 +142,25 @@ def test_compaction_index(
     assert compaction_index(first, applied, threshold, keep) == want
 
 
-def test_replicas_of_a_group_compact_at_different_thresholds() -> None:
-    followers = [replica_threshold(10_000, leader=False, rank=r, replicas=3) for r in range(3)]
-    assert followers == [10_000, 13_333, 16_666]  # distinct: they never all stall at once
-    assert replica_threshold(10_000, leader=True, rank=0, replicas=3) == 20_000
-    assert replica_threshold(50, leader=False, rank=0, replicas=1) == 50
-    assert len({replica_threshold(10, leader=False, rank=r, replicas=5) for r in range(5)}) == 5
-    for bad in (
-        {"rank": 3, "replicas": 3},
-        {"rank": -1, "replicas": 3},
-        {"rank": 0, "replicas": 0},
-    ):
-        with pytest.raises(ValueError):
-            replica_threshold(10, leader=False, **bad)
+@pytest.mark.parametrize("threshold", [1, 2, 10, 50, 10_000, 123_457])
+def test_each_compaction_drops_about_a_tenth_of_the_threshold(threshold: int) -> None:
+    keep = retained(threshold)
+    assert 0 <= keep < threshold
+    assert threshold - keep == max(1, threshold // 10)
+    # steady state: the log holds between keep and threshold applied entries
+    first, cuts = 1, 0
+    for applied in range(1, 5 * threshold + 1):
+        index = compaction_index(first, applied, threshold, keep)
+        if index is not None:
+            assert index == applied - keep
+            first, cuts = index + 1, cuts + 1
+        assert applied - first + 1 < threshold
+        assert applied - first + 1 >= min(applied, keep)
+    assert cuts >= (5 * threshold - threshold) // max(1, threshold // 10)
 
 
 def test_compaction_index_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError):
+        retained(0)
     with pytest.raises(ValueError):
         compaction_index(1, 10, 0)

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from kvcluster.errors import SnapshotOutOfDate
 from kvcluster.kv.memory import MemoryKvView
-from kvcluster.raft.types import ConfState, Entry
+from kvcluster.raft.types import ConfState, Entry, SnapshotMetadata
 from kvcluster.storage import NodeStore, StorageFull, codec
 
 if TYPE_CHECKING:
@@ -105,15 +106,19 @@ class ApplyMachine(RuleBasedStateMachine):
 
     @rule()
     def snapshot_and_install(self) -> None:
+        """Group 1 captures a snapshot (at its applied index), compacts, group 2 installs it."""
         g1 = self.store.group(1)
-        if self.applied <= g1.snapshot_metadata().index:
+        snap = g1.snapshot()
+        assert snap.metadata == SnapshotMetadata(self.applied, 1 if self.applied else 0, CS)
+        if self.applied >= g1.first_index():
+            g1.compact(self.applied)
+        if snap.metadata.index <= self.follower_applied:
+            with pytest.raises(SnapshotOutOfDate):
+                self.store.group(2).apply_snapshot(snap)
             return
-        snap = g1.create_snapshot(self.applied, CS)
-        g1.compact(self.applied)
-        if snap.metadata.index > self.store.group(2).snapshot_metadata().index:
-            self.store.group(2).apply_snapshot(snap)
-            self.follower = dict(self.model)
-            self.follower_applied = self.applied
+        self.store.group(2).apply_snapshot(snap)
+        self.follower = dict(self.model)
+        self.follower_applied = self.applied
 
     @rule()
     def reopen(self) -> None:

@@ -59,7 +59,7 @@ def test_groups_are_isolated(store: NodeStore) -> None:
         store.create_group(g, CS).append(entries(1, 6, term=g % 7 + 1, tag=b"g%d-" % g))
         apply_kv(store, g, 3, {(5, b"k"): b"v%d" % g, (6, b"k"): b"w%d" % g})
     assert store.groups() == ids
-    store.group(1).compact(4)
+    store.group(1).compact(3)
     store.group(2).append([Entry(9, 3)])  # truncates group 2 only
     for g in ids:
         s = store.group(g)
@@ -69,7 +69,7 @@ def test_groups_are_isolated(store: NodeStore) -> None:
         if g not in (1, 2):
             assert (s.first_index(), s.last_index()) == (1, 5)
             assert s.entries(1, 6, 10**6) == entries(1, 6, term=g % 7 + 1, tag=b"g%d-" % g)
-    assert (store.group(1).first_index(), store.group(2).last_index()) == (5, 3)
+    assert (store.group(1).first_index(), store.group(2).last_index()) == (4, 3)
     store.drop_group(1)
     assert store.groups() == [0, 2, 2**32 - 1]
     assert store.group(0).entries(1, 6, 10**6)[0].data == b"g0-1"
@@ -215,7 +215,6 @@ def test_persist_ready_with_snapshot_installs_kv(tmp_path: Path) -> None:
         apply_kv(leader, 1, 8, {(s, b"key%d" % s): b"v" * s for s in range(0, 40)})
         with leader.write() as w:
             w.kv_view(1).put_meta(b"kv/clock", b"1234")
-        leader.create_snapshot(1, 8, CS)
         lg.compact(8)
         snap = lg.snapshot()
         assert snap.metadata == SnapshotMetadata(8, 2, CS)
@@ -240,16 +239,30 @@ def test_persist_ready_with_snapshot_installs_kv(tmp_path: Path) -> None:
         assert fg.snapshot() == snap  # it can send the same snapshot on
 
 
-def test_kv_snapshot_needs_applied_index(store: NodeStore) -> None:
-    g = store.create_group(1)
-    g.append(entries(1, 5))
+def test_kv_snapshot_is_its_applied_data_captured_when_asked(store: NodeStore) -> None:
+    g = store.create_group(1, CS)
+    g.append(entries(1, 3, term=1) + entries(3, 6, term=2))
     apply_kv(store, 1, 3, {(1, b"a"): b"b"})
     with pytest.raises(InvalidArgument):
-        store.create_snapshot(1, 2, CS)
+        g.create_snapshot(3, CS)  # nothing is created: it is captured when needed
     with pytest.raises(InvalidArgument):
-        g.create_snapshot(3, CS, b"supplied data")  # a kv group captures, never takes data
-    snap = g.create_snapshot(3, CS)
+        g.create_snapshot(3, CS, b"supplied data")
+    snap = g.snapshot()
+    assert snap.metadata == SnapshotMetadata(3, 2, CS) == g.snapshot_metadata()
     assert list(codec.decode_kv_snapshot([snap.data])) == [(1, b"a", b"b")]
+    # later applied entries (and a membership change among them) are in the next capture
+    with store.write() as w:
+        w.kv_put(1, 0, b"z", b"y")
+        w.set_conf_state(1, 4, ConfState((1, 2, 3, 4)))
+        w.set_applied(1, 4)
+    snap = g.snapshot()
+    assert snap.metadata == SnapshotMetadata(4, 2, ConfState((1, 2, 3, 4)))
+    assert list(codec.decode_kv_snapshot([snap.data])) == [(0, b"z", b"y"), (1, b"a", b"b")]
+    # the log is never cut past what the data holds; at the cut the term comes from there
+    with pytest.raises(Unavailable):
+        g.compact(5)
+    g.compact(4)
+    assert g.snapshot() == snap
 
 
 def test_snapshot_stream_and_install(tmp_path: Path) -> None:
@@ -257,7 +270,8 @@ def test_snapshot_stream_and_install(tmp_path: Path) -> None:
     with NodeStore(tmp_path / "a", sync=False, chunk_size=100) as a:
         a.create_group(5, CS).append(entries(1, 4, term=3))
         apply_kv(a, 5, 3, values)
-        md = a.create_snapshot(5, 3, CS)
+        md = a.group(5).snapshot_metadata()
+        assert md == SnapshotMetadata(3, 3, CS)
         got_md, chunks = a.snapshot_chunks(5)
         assert got_md == md
         parts = list(chunks)
@@ -270,12 +284,24 @@ def test_snapshot_stream_and_install(tmp_path: Path) -> None:
             assert b.applied_index(5) == 3
             with pytest.raises(SnapshotOutOfDate):
                 b.install_snapshot(5, md, iter(parts))
-        # a stream whose snapshot is replaced part-way stops with a typed error
+        # a kv group's stream is captured whole: later writes do not reach it
         _, chunks = a.snapshot_chunks(5)
-        next(chunks)
+        first = next(chunks)
         a.group(5).append(entries(4, 5, term=3))
-        apply_kv(a, 5, 4, {})
-        a.create_snapshot(5, 4, CS)
+        apply_kv(a, 5, 4, {(0, b"new"): b"x"})
+        rest = list(chunks)
+        assert {(s, k): v for s, k, v in codec.decode_kv_snapshot([first, *rest])} == values
+
+
+def test_opaque_snapshot_stream_replaced_part_way_stops(tmp_path: Path) -> None:
+    with NodeStore(tmp_path, sync=False, chunk_size=10) as a:
+        g = a.create_group(5, CS, opaque_snapshots=True)
+        g.append(entries(1, 4, term=3))
+        g.create_snapshot(2, CS, b"x" * 100)
+        md, chunks = a.snapshot_chunks(5)
+        assert md == SnapshotMetadata(2, 3, CS)
+        assert next(chunks) == b"x" * 10
+        g.create_snapshot(3, CS, b"y" * 100)
         with pytest.raises(SnapshotOutOfDate):
             next(chunks)
 
@@ -285,7 +311,7 @@ def test_corrupt_snapshot_changes_nothing(tmp_path: Path, cut: int) -> None:
     with NodeStore(tmp_path / "a", sync=False) as a:
         a.create_group(1).append(entries(1, 3))
         apply_kv(a, 1, 2, {(1, b"x" * 10): b"y" * 10, (2, b"z"): b"w"})
-        data = a.group(1).create_snapshot(2, CS).data
+        data = a.group(1).snapshot().data
     with NodeStore(tmp_path / "b", sync=False) as b:
         g = b.create_group(1)
         g.append(entries(1, 3))
@@ -293,15 +319,16 @@ def test_corrupt_snapshot_changes_nothing(tmp_path: Path, cut: int) -> None:
         bad = Snapshot(SnapshotMetadata(2, 1, CS), data[:cut])
         with pytest.raises(CorruptSnapshot):
             b.apply_snapshot(1, bad)
-        assert (g.last_index(), g.applied_index, g.snapshot().metadata.index) == (2, 1, 0)
+        assert (g.first_index(), g.last_index(), g.applied_index) == (1, 2, 1)
+        assert g.snapshot().metadata == SnapshotMetadata(1, 1, ConfState())
         assert b.kv_get(1, 9, b"mine") == b"kept"
 
 
 def test_opaque_group_stores_supplied_snapshot_data(store: NodeStore) -> None:
     g = store.create_group(1, opaque_snapshots=True)
     g.append(entries(1, 4))
-    with pytest.raises(InvalidArgument):
-        store.create_snapshot(1, 2, CS)  # no data to capture it from
+    with pytest.raises(InvalidArgument), store.write() as w:
+        w.create_snapshot(1, 2, CS)  # no data to capture it from
     assert g.create_snapshot(2, CS, codec.SNAPSHOT_MAGIC + b"not kv").data.endswith(b"not kv")
     g.apply_snapshot(Snapshot(SnapshotMetadata(5, 2, CS), b"anything"))
     assert (g.snapshot().data, g.applied_index) == (b"anything", 5)
@@ -317,7 +344,6 @@ def test_reopen_restores_every_group(tmp_path: Path) -> None:
         apply_kv(store, 1, 40, {(1, b"a"): b"b"})
         with store.write() as w:
             w.set_conf_state(1, 30, ConfState((1, 2, 3, 4)))
-        store.create_snapshot(1, 40, ConfState((1, 2, 3, 4)))
         store.compact(1, 35)
         store.group(2).append([Entry(1, 1, EntryType.CONF_CHANGE, b"cc"), *entries(2, 5, term=1)])
         store.group(2).append(entries(3, 4, term=2))  # truncates 3..4, leaves 1..3
