@@ -23,6 +23,7 @@ Contract:
      ``--parallel`` and ``--batch``; it cuts a wave of slots over together). During a
      round, one thread per slot (its own ``Client``, default retry settings) writes one
      key of that slot in a closed loop, from 0.5 s before ``run()`` to 0.3 s after it.
+     This process's cyclic GC is off during a round (``no_gc_pauses``).
   3. throughput: ``--threads`` closed-loop clients (50% set, 50% linearizable get, random
      keys of a 10,000-key space over all slots, 64-byte values). Steady window:
      ``--seconds`` before the reshard; during window: the ``run()`` of ``--slots`` slots
@@ -53,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import itertools
 import json
 import multiprocessing as mp
@@ -438,6 +440,19 @@ class SlotWriter(threading.Thread):
         return max(0.0, worst - typical) * 1000, worst * 1000, typical * 1000
 
 
+@contextlib.contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """No cyclic-GC pass in this process while a round is measured: one (up to ~30 ms here,
+    over the writers' records) stops every writer thread at once and would be counted as the
+    cluster's unavailability. The garbage is collected between rounds."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def phase_cutover(
     seeds: list[str],
     reshard: Reshard,
@@ -466,17 +481,18 @@ def phase_cutover(
         part = tags[w : w + round_slots]
         stop = threading.Event()
         writers = [SlotWriter(seeds, f"{{{t}}}:w", stop) for t, _ in part]
-        for th in writers:
-            th.start()
-        time.sleep(WARMUP_S)
-        try:
-            moves = [(s, next_group(meta, owners[s])) for _, s in part]
-            res = reshard.move(moves, parallel, batch)
-        finally:
-            time.sleep(TAIL_S)
-            stop.set()
+        with no_gc_pauses():
             for th in writers:
-                th.join(timeout=30)
+                th.start()
+            time.sleep(WARMUP_S)
+            try:
+                moves = [(s, next_group(meta, owners[s])) for _, s in part]
+                res = reshard.move(moves, parallel, batch)
+            finally:
+                time.sleep(TAIL_S)
+                stop.set()
+                for th in writers:
+                    th.join(timeout=30)
         by_slot = {r["slot"]: r for r in res["reports"]}
         steps.extend(res["steps"])
         for (_, slot), th in zip(part, writers, strict=True):

@@ -350,6 +350,8 @@ class ComposeBackend(NodeProbes):
         }
         if self.cfg.unsafe_stale_reads:
             environment[UNSAFE_STALE_READS_ENV] = "1"
+        if self.cfg.snapshot_entries is not None:
+            environment["KV_SNAPSHOT_ENTRIES"] = str(self.cfg.snapshot_entries)
         service = {"restart": "no", "environment": environment}
         override = {"services": {f"node{n}": service for n in NODES}}
         self.node_dir.mkdir(parents=True, exist_ok=True)

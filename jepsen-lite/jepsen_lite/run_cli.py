@@ -129,6 +129,13 @@ def _nemesis(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     help="TEST ONLY: start the nodes with KVCLUSTER_UNSAFE_STALE_READS=1 (reads skip "
     "ReadIndex). The self-test: such a run with partitions must be found not linearizable.",
 )
+@click.option(
+    "--snapshot-entries",
+    type=click.IntRange(min=10),
+    default=None,
+    help="The nodes' --snapshot-entries (default: theirs). A small value makes a node that "
+    "was killed or cut off catch up by a snapshot instead of the log.",
+)
 @click.option("--keep-data", is_flag=True, help="Keep the nodes' data directories (local).")
 @click.option(
     "--image",
@@ -163,6 +170,7 @@ def run(
     check_timeout: float,
     subnet: str | None,
     unsafe_stale_reads: bool,
+    snapshot_entries: int | None,
     keep_data: bool,
     image: str,
     compose_file: Path,
@@ -191,6 +199,7 @@ def run(
         check_timeout=check_timeout,
         subnet=subnet,
         unsafe_stale_reads=unsafe_stale_reads,
+        snapshot_entries=snapshot_entries,
         keep_data=keep_data,
         image=image,
         compose_file=compose_file,

@@ -132,6 +132,7 @@ class RunConfig:
     check_timeout: float = 120.0
     subnet: str | None = None  # None: the first free /24 of netns.SUBNET_POOL
     unsafe_stale_reads: bool = False  # TEST ONLY: the self-test's broken node
+    snapshot_entries: int | None = None  # the nodes' --snapshot-entries (None: its default)
     keep_data: bool = False
     image: str = "kvcluster:latest"  # compose: the node image (must be present locally)
     compose_file: Path | None = None  # compose: default ./docker-compose.yml
@@ -591,6 +592,8 @@ class LocalBackend(NodeProbes):
             env.pop(proxy, None)
         if cfg.unsafe_stale_reads:
             env[UNSAFE_STALE_READS_ENV] = "1"
+        if cfg.snapshot_entries is not None:
+            server += [f"--snapshot-entries={cfg.snapshot_entries}"]
         with self.log_path(node).open("ab") as log:
             self.procs[node] = subprocess.Popen(
                 [*prefix, *self.net.exec_prefix(node), *server],

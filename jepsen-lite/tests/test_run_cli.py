@@ -79,7 +79,9 @@ def test_compose_backend_refuses_what_the_compose_file_fixes(
 
 
 def test_compose_override_and_address_map(tmp_path: Path) -> None:
-    cfg = RunConfig(backend="compose", groups=2, tick_ms=25, unsafe_stale_reads=True)
+    cfg = RunConfig(
+        backend="compose", groups=2, tick_ms=25, unsafe_stale_reads=True, snapshot_entries=50
+    )
     backend = ComposeBackend(cfg, tmp_path / "nodes")
     assert re.fullmatch(rf"jepsen-lite-{os.getpid()}-[0-9a-f]{{6}}", backend.project)
     ports = [*backend.grpc_ports.values(), *backend.http_ports.values()]
@@ -101,6 +103,7 @@ def test_compose_override_and_address_map(tmp_path: Path) -> None:
         assert service["environment"]["KV_BOOTSTRAP_GROUPS"] == "2"
         assert service["environment"]["KV_TICK_MS"] == "25"
         assert service["environment"][UNSAFE_STALE_READS_ENV] == "1"
+        assert service["environment"]["KV_SNAPSHOT_ENTRIES"] == "50"
 
 
 def test_heal_recognises_only_its_own_rules() -> None:
