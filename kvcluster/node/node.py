@@ -92,12 +92,19 @@ class Node:
         self._rng = random.Random()
         # One thread does every write transaction (LMDB allows one writer at a time).
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-io")
+        # Snapshots for followers are built here, off the loop (storage.snapshot_maker).
+        self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-snap")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = NodeStore(cfg.data_dir, map_size=cfg.map_size, sync=cfg.fsync)
+        self.store = NodeStore(
+            cfg.data_dir,
+            map_size=cfg.map_size,
+            sync=cfg.fsync,
+            snapshot_executor=self._snapshots,
+        )
         self.store.check_identity(cfg.cluster_id, cfg.node_id)
         # The meta group: every node of the cluster is a voter.
         if META_GROUP not in self.store.groups():
@@ -293,7 +300,8 @@ class Node:
             await self.transport.stop()
         self._io.shutdown(wait=True)  # a write in progress finishes before the store closes
         if self.store is not None:
-            self.store.close()
+            self.store.close()  # waits for a snapshot being built
+        self._snapshots.shutdown(wait=True)
 
     async def _hand_off_leadership(self, timeout: float = 3.0) -> None:
         """Transfer each group this node leads to its most caught-up voter, and wait a little

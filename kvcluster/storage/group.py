@@ -89,6 +89,9 @@ class GroupStorage:
     def snapshot(self) -> Snapshot:
         st = self._st()
         if not st.opaque:
+            maker = self._store.snapshot_maker
+            if maker is not None:
+                return maker.get(self.group, st.offset)  # Unavailable while being made
             return snapshots.capture(self._store, self.group)
         cs = st.snapshot_conf
         md = SnapshotMetadata(

@@ -20,7 +20,9 @@ Contract:
   ``persist_ready`` pays it once per loop turn for all groups.
 - Not thread-safe: the caller serialises calls (one event loop, or one writer thread).
 - A kv group's snapshot is captured when one is needed; an opaque group's is stored (see
-  ``snapshots``).
+  ``snapshots``). Given a ``snapshot_executor``, captures run there (``SnapshotMaker``) and
+  ``GroupStorage.snapshot()`` raises Unavailable until one is ready; without one they run on
+  the asking thread.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 from types import TracebackType
 
@@ -43,6 +46,7 @@ from kvcluster.storage.errors import (
     UnknownGroup,
 )
 from kvcluster.storage.group import GroupStorage
+from kvcluster.storage.snapshot_maker import SnapshotMaker
 from kvcluster.storage.state import EntryCache, GroupState
 from kvcluster.storage.txn import ReadTxn, WriteTxn
 
@@ -68,6 +72,7 @@ class NodeStore:
         entry_cache_entries: int = 256,
         entry_cache_bytes: int = 1 << 20,
         chunk_size: int = 1 << 20,
+        snapshot_executor: Executor | None = None,
     ) -> None:
         if chunk_size < 1 or entry_cache_entries < 0 or entry_cache_bytes < 0:
             raise InvalidArgument("chunk_size must be >= 1 and cache bounds >= 0")
@@ -100,6 +105,9 @@ class NodeStore:
         self.max_user_key_size = self._env.max_key_size() - codec.KEY_OVERHEAD
         self._groups: dict[int, GroupStorage] = {}
         self._writing = False
+        self.snapshot_maker = (
+            None if snapshot_executor is None else SnapshotMaker(self, snapshot_executor)
+        )
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -108,6 +116,8 @@ class NodeStore:
         if self._closed:
             return
         self._closed = True
+        if self.snapshot_maker is not None:
+            self.snapshot_maker.close()  # no capture reads the environment once it is closed
         for handle in self._groups.values():
             handle._state = None
         self._groups.clear()
@@ -280,6 +290,8 @@ class NodeStore:
         for group, st in staged.items():
             handle = self._groups.get(group)
             if st is None:
+                if self.snapshot_maker is not None:
+                    self.snapshot_maker.forget(group)
                 if handle is not None:
                     handle._state = None
                     del self._groups[group]

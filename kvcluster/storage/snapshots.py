@@ -7,7 +7,7 @@ Contract:
   one LMDB read transaction, so they always agree, and the write path never copies the
   group's data: compacting its log only deletes entries. The data is the kv form of
   ``codec`` (every data and meta record of the group), built in memory by the capturing
-  thread.
+  thread (the node's is a worker: ``snapshot_maker``).
 - An opaque group's snapshot (MemoryStorage's model, for tests and tools) is the data given
   to ``create``, stored in ``snap`` in chunks of about ``NodeStore.chunk_size`` bytes until a
   newer one replaces it; ``stream`` reads one chunk per short read transaction, so a slow
