@@ -71,6 +71,14 @@ def _load_file(ctx: click.Context, param: click.Parameter, value: str | None) ->
     "meta group's leader finishes it itself; 0: leave it to kvctl reshard --resume",
 )
 @click.option(
+    "--expire-keys-every",
+    type=float,
+    default=1.0,
+    help="seconds between passes of active expiry: each shard group's leader reads up to "
+    "1,000 of its keys and deletes the expired ones through its log; 0: off (expired keys "
+    "are still never served, but keep their space until written again)",
+)
+@click.option(
     "--bootstrap-groups",
     type=int,
     default=0,
@@ -100,6 +108,7 @@ def main(**opts: Any) -> None:
             fsync=not opts["no_fsync"],
             snapshot_entries=opts["snapshot_entries"],
             finish_stalled_moves_s=opts["finish_stalled_moves_after"],
+            expire_keys_s=opts["expire_keys_every"],
             bootstrap_groups=opts["bootstrap_groups"],
             bootstrap_replicas=opts["bootstrap_replicas"],
         )

@@ -62,6 +62,8 @@ class NodeConfig:
     # Seconds a decided slot move may make no progress before the meta leader finishes it
     # itself (kvcluster.node.stalled_moves); 0 = never.
     finish_stalled_moves_s: float = 30.0
+    # Seconds between active-expiry passes (kvcluster.node.expiry); 0 = off.
+    expire_keys_s: float = 1.0
     # Create the layout on first start (what ``kvctl cluster create`` does): G shard groups
     # of R replicas. 0 = wait for ``kvctl cluster create``.
     bootstrap_groups: int = 0
@@ -85,6 +87,8 @@ class NodeConfig:
             raise InvalidArgument("map_size must be at least 1 MiB")
         if self.finish_stalled_moves_s < 0:
             raise InvalidArgument("finish_stalled_moves_s must be >= 0 (0: never)")
+        if self.expire_keys_s < 0:
+            raise InvalidArgument("expire_keys_s must be >= 0 (0: off)")
         if self.snapshot_entries < 10:
             raise InvalidArgument("snapshot_entries must be at least 10")
         if self.bootstrap_groups < 0 or not 1 <= self.bootstrap_replicas <= len(self.peers):

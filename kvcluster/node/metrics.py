@@ -34,6 +34,12 @@ class NodeMetrics:
             "kvcluster_apply_lag", "Committed but not yet applied entries", ["group"], registry=r
         )
         self.is_leader = Gauge("kvcluster_is_leader", "1 if leader", ["group"], registry=r)
+        self.expired_keys = Counter(
+            "kvcluster_expired_keys_deleted",
+            "expired keys deleted by active expiry (counted on the leader that proposed them)",
+            ["group"],
+            registry=r,
+        )
         self.log_first_index = Gauge(
             "kvcluster_raft_log_first_index",
             "first index still in the log (compaction dropped the ones before)",

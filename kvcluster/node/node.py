@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -30,7 +31,8 @@ from typing import Any
 
 import grpc
 
-from kvcluster.errors import Compacted, KvClusterError
+from kvcluster.errors import Compacted, KvClusterError, NotLeader, ProposalDropped
+from kvcluster.kv.commands import encode_command
 from kvcluster.kv.result import KvResult
 from kvcluster.kv.slot_moves import SlotRecord, SlotState, read_record
 from kvcluster.kv.state_machine import KvStateMachine
@@ -43,6 +45,7 @@ from kvcluster.meta import (
     plan_bootstrap,
 )
 from kvcluster.node.config import NodeConfig
+from kvcluster.node.expiry import ExpiryScan
 from kvcluster.node.group import GroupReplica
 from kvcluster.node.http import AdminHttp
 from kvcluster.node.metrics import NodeMetrics
@@ -149,6 +152,7 @@ class Node:
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._driver(), name="driver"),
             asyncio.create_task(self._watch_stalled_moves(), name="stalled-moves"),
+            asyncio.create_task(self._expire_keys(), name="expire-keys"),
         ]
         self._wake.set()
 
@@ -368,6 +372,37 @@ class Node:
 
             threading.Thread(target=run, name="finish-moves", daemon=True).start()
             await done.wait()
+
+    async def _expire_keys(self) -> None:
+        """Active expiry (``node.expiry``): every ``expire_keys_s``, each shard group this
+        node leads proposes the deletion of the expired keys its next records hold."""
+        every = self.cfg.expire_keys_s
+        if every <= 0:
+            return
+        scan = ExpiryScan()
+        while True:
+            await asyncio.sleep(every)
+            store = self.store
+            assert store is not None
+            for gid, g in list(self.groups.items()):
+                if gid == META_GROUP or not g.is_leader or self.storage_full:
+                    scan.forget(gid)
+                    continue
+                with store.read() as txn:
+                    sweep = scan.next_pass(txn, gid, self.now_ms())
+                if sweep is None:
+                    continue
+                try:
+                    (fut,) = g.propose([encode_command(sweep)])
+                except (NotLeader, ProposalDropped):
+                    continue
+                self.kick()
+                fut.add_done_callback(functools.partial(self._count_expired, gid))
+
+    def _count_expired(self, gid: int, fut: asyncio.Future[KvResult]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # not applied as proposed here (leadership lost): a later pass retries
+        self.metrics.expired_keys.labels(group=str(gid)).inc(fut.result().int_value)
 
     def _migration_phases(self) -> dict[int, Phase]:
         store = self.store

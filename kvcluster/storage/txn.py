@@ -94,13 +94,19 @@ class ReadTxn:
             count += 1
         return count
 
-    def iter_group_kv(self, group: int) -> Iterator[tuple[int, bytes, bytes]]:
+    def iter_group_kv(
+        self, group: int, after: tuple[int, bytes] | None = None
+    ) -> Iterator[tuple[int, bytes, bytes]]:
         """Every ``(slot, key, value)`` of ``group`` in slot and key order (lazy), the state
-        machine's meta records (slot ``codec.SM_META_SLOT``) last."""
+        machine's meta records (slot ``codec.SM_META_SLOT``) last; with ``after``, only the
+        records after that ``(slot, key)``."""
         self._require_group(group)
         prefix = codec.group_prefix(group)
         cur = self._txn.cursor(db=self._store._kv)
-        if not cur.set_range(prefix):
+        start = prefix if after is None else codec.kv_key(group, after[0], after[1])
+        if not cur.set_range(start):
+            return
+        if after is not None and cur.key() == start and not cur.next():
             return
         for raw, value in cur.iternext():
             if raw[:4] != prefix:
