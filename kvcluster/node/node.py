@@ -51,7 +51,15 @@ from kvcluster.node.http import AdminHttp
 from kvcluster.node.metrics import NodeMetrics
 from kvcluster.node.stalled_moves import StalledMoves
 from kvcluster.node.stalled_moves import finish as finish_moves
-from kvcluster.raft import ConfChange, Config, ConfState, EntryType, MessageType, Ready
+from kvcluster.raft import (
+    ConfChange,
+    Config,
+    ConfState,
+    EntryType,
+    MessageType,
+    Ready,
+    StateRole,
+)
 from kvcluster.sharding import Phase, key_slot
 from kvcluster.storage import (
     NodeStore,
@@ -399,6 +407,11 @@ class Node:
                 self.kick()
                 fut.add_done_callback(functools.partial(self._count_expired, gid))
 
+    def _forget_snapshot(self, gid: int) -> None:
+        maker = self.store.snapshot_maker if self.store is not None else None
+        if maker is not None:
+            maker.forget(gid)
+
     def _count_expired(self, gid: int, fut: asyncio.Future[KvResult]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return  # not applied as proposed here (leadership lost): a later pass retries
@@ -454,6 +467,8 @@ class Node:
                     g.raw.report_snapshot(m.to, True)
             self.metrics.raft_messages.inc(len(rd.messages))
             g.on_ready_done(rd, results.get(g.group_id, {}))
+            if rd.soft_state is not None and rd.soft_state.role != StateRole.LEADER:
+                self._forget_snapshot(g.group_id)  # no longer its to send
             g.raw.advance(rd)
             self._update_gauges(g)
         meta_rd = next((rd for g, rd in readies if g.group_id == META_GROUP), None)

@@ -12,6 +12,8 @@ Contract:
   new one started. At most one capture per group runs at a time.
 - A capture that failed raises its error from the next ``get`` (once); an ``UnknownGroup``
   (the group was dropped meanwhile) is forgotten like a stale capture.
+- A capture holds a copy of the group's data until it is handed out or forgotten: the node
+  forgets it when its replica stops leading or leaves (``forget``).
 - ``get`` runs on the Raft thread, ``forget`` wherever a group is dropped (the store's
   writer), ``close`` before the store closes (it waits for a capture that is running); a
   lock keeps their bookkeeping consistent. The executor's threads only read the store (one
