@@ -143,8 +143,7 @@ def capture_metadata(store: NodeStore, group: int) -> SnapshotMetadata:
 
 def _applied_metadata(store: NodeStore, r: ReadTxn, group: int) -> SnapshotMetadata:
     txn, meta = r._txn, store._meta
-    raw = txn.get(codec.meta_key(group, MetaTag.APPLIED), db=meta)
-    applied = 0 if raw is None else codec.decode_applied(raw)
+    applied = r.applied_index(group)
     raw = txn.get(codec.meta_key(group, MetaTag.LOG_OFFSET), db=meta)
     offset, offset_term = (0, 0) if raw is None else codec.decode_log_offset(raw)
     raw = txn.get(codec.meta_key(group, MetaTag.CONF_STATE), db=meta)
