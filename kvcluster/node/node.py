@@ -67,7 +67,6 @@ from kvcluster.storage import (
     UnknownGroup,
     WriteBatch,
     compaction_index,
-    retained,
 )
 from kvcluster.transport.grpc_transport import SERVER_OPTIONS as TRANSPORT_SERVER_OPTIONS
 from kvcluster.transport.grpc_transport import GrpcTransport
@@ -551,10 +550,9 @@ class Node:
         captured from the applied data when a follower needs one."""
         assert self.store is not None
         threshold = self.cfg.snapshot_entries
-        keep = retained(threshold)
         for g in self.groups.values():
             first = self.store.group(g.group_id).first_index()
-            index = compaction_index(first, g.applied, threshold, keep)
+            index = compaction_index(first, g.applied, threshold)
             if index is not None:
                 self._compactions[g.group_id] = index
 

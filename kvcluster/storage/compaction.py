@@ -25,15 +25,17 @@ def retained(threshold: int) -> int:
 
 
 def compaction_index(
-    first_index: int, applied_index: int, threshold: int, keep: int = 0
+    first_index: int, applied_index: int, threshold: int, keep: int | None = None
 ) -> int | None:
     """The index to compact up to, or None while the log is short enough.
 
     Compaction is due once at least ``threshold`` applied entries sit in the log
     (``applied_index - first_index + 1 >= threshold``). Then the log is cut at
     ``applied_index - keep``: ``keep`` applied entries stay so a follower a little behind can
-    still catch up from the log rather than with a snapshot.
+    still catch up from the log rather than with a snapshot; by default ``retained(threshold)``.
     """
+    if keep is None:
+        keep = retained(threshold)  # ValueError for a threshold below 1
     if threshold < 1 or keep < 0:
         raise ValueError(f"threshold must be >= 1 and keep >= 0 (got {threshold}, {keep})")
     if applied_index - first_index + 1 < threshold:

@@ -151,6 +151,7 @@ def test_each_compaction_drops_about_a_tenth_of_the_threshold(threshold: int) ->
     first, cuts = 1, 0
     for applied in range(1, 5 * threshold + 1):
         index = compaction_index(first, applied, threshold, keep)
+        assert index == compaction_index(first, applied, threshold)  # keep's default
         if index is not None:
             assert index == applied - keep
             first, cuts = index + 1, cuts + 1
