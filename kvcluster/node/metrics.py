@@ -3,20 +3,38 @@
 Contract: only counters, gauges and histograms live here, named ``kvcluster_*``; the runtime
 updates them, ``kvcluster/node/http.py`` renders them. prometheus_client does the exposition
 format (a well-kept library; writing the text format by hand would be a liability).
+Per-group series updated on every Ready or request are bound once per group
+(``NodeMetrics.group``): a ``labels()`` lookup costs ~2 us, a bound update ~0.5 us.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["NodeMetrics"]
+__all__ = ["GroupMetrics", "NodeMetrics"]
 
 _LATENCY = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMetrics:
+    """One group's series of the per-group metrics below, bound to its label."""
+
+    proposals: Counter
+    applied: Counter
+    commit_index: Gauge
+    apply_lag: Gauge
+    is_leader: Gauge
+    log_first_index: Gauge
+    expired_keys: Counter
+
+
 class NodeMetrics:
     def __init__(self) -> None:
+        self._groups: dict[int, GroupMetrics] = {}
         r = self.registry = CollectorRegistry()
         self.proposals = Counter(
             "kvcluster_proposals", "Commands proposed to Raft", ["group"], registry=r
@@ -73,6 +91,22 @@ class NodeMetrics:
         self.raft_messages = Counter(
             "kvcluster_raft_messages_sent", "Raft messages handed to the transport", registry=r
         )
+
+    def group(self, gid: int) -> GroupMetrics:
+        """The series of group ``gid`` (bound on first use)."""
+        gm = self._groups.get(gid)
+        if gm is None:
+            label = str(gid)
+            gm = self._groups[gid] = GroupMetrics(
+                proposals=self.proposals.labels(group=label),
+                applied=self.applied.labels(group=label),
+                commit_index=self.commit_index.labels(group=label),
+                apply_lag=self.apply_lag.labels(group=label),
+                is_leader=self.is_leader.labels(group=label),
+                log_first_index=self.log_first_index.labels(group=label),
+                expired_keys=self.expired_keys.labels(group=label),
+            )
+        return gm
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

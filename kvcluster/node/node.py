@@ -414,7 +414,7 @@ class Node:
     def _count_expired(self, gid: int, fut: asyncio.Future[KvResult]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return  # not applied as proposed here (leadership lost): a later pass retries
-        self.metrics.expired_keys.labels(group=str(gid)).inc(fut.result().int_value)
+        self.metrics.group(gid).expired_keys.inc(fut.result().int_value)
 
     def _migration_phases(self) -> dict[int, Phase]:
         store = self.store
@@ -541,7 +541,7 @@ class Node:
             elif e.data:
                 out[e.index] = sm.apply(view, e.index, e.data)
         txn.set_applied(g.group_id, rd.committed_entries[-1].index)
-        self.metrics.applied.labels(group=str(g.group_id)).inc(len(rd.committed_entries))
+        self.metrics.group(g.group_id).applied.inc(len(rd.committed_entries))
         return out
 
     def _plan_compactions(self) -> None:
@@ -557,12 +557,12 @@ class Node:
                 self._compactions[g.group_id] = index
 
     def _update_gauges(self, g: GroupReplica) -> None:
-        label = str(g.group_id)
-        raft = g.raw.raft
-        self.metrics.commit_index.labels(group=label).set(raft.log.committed)
-        self.metrics.apply_lag.labels(group=label).set(raft.log.committed - g.applied)
-        self.metrics.is_leader.labels(group=label).set(1 if g.is_leader else 0)
-        self.metrics.log_first_index.labels(group=label).set(raft.log.first_index())
+        gm = self.metrics.group(g.group_id)
+        rlog = g.raw.raft.log
+        gm.commit_index.set(rlog.committed)
+        gm.apply_lag.set(rlog.committed - g.applied)
+        gm.is_leader.set(1 if g.is_leader else 0)
+        gm.log_first_index.set(rlog.first_index())
 
     # -- transport callbacks ---------------------------------------------------------------
     def _on_messages(self, from_node: int, msgs: list[tuple[int, Any]]) -> None:

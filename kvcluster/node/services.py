@@ -260,7 +260,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 out[i] = _error(kv_pb2.NOT_LEADER, str(e))
             return None
         self.node.kick()
-        self.node.metrics.proposals.labels(group=str(g.group_id)).inc(len(writes))
+        self.node.metrics.group(g.group_id).proposals.inc(len(writes))
         return futs
 
     async def _held_write(
