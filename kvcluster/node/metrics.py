@@ -64,14 +64,18 @@ class NodeMetrics:
             ["group"],
             registry=r,
         )
-        self.fsync_seconds = Histogram(
+        self.persist_seconds = Histogram(
             "kvcluster_persist_seconds",
-            "Time to write and sync one Ready batch (all groups)",
+            "Time to write, apply and sync one Ready batch (all groups): one transaction",
             buckets=_LATENCY,
             registry=r,
         )
         self.apply_seconds = Histogram(
-            "kvcluster_apply_seconds", "Time to apply one batch", buckets=_LATENCY, registry=r
+            "kvcluster_apply_seconds",
+            "Time to apply the committed entries of one Ready batch (all groups; part of "
+            "kvcluster_persist_seconds)",
+            buckets=_LATENCY,
+            registry=r,
         )
         self.rpc_seconds = Histogram(
             "kvcluster_rpc_seconds", "Client RPC latency", ["rpc"], buckets=_LATENCY, registry=r

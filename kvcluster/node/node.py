@@ -517,15 +517,18 @@ class Node:
             batch.add_ready(g.group_id, rd)
         with store.write() as txn:
             txn.persist(batch)
+            t_apply = time.perf_counter()
             for g, rd in writes:
                 if rd.committed_entries:
                     results[g.group_id] = self._apply(txn, g, rd)
+            if results:
+                self.metrics.apply_seconds.observe(time.perf_counter() - t_apply)
             for gid, index in compactions.items():
                 # Compacted: a snapshot was installed past it since; UnknownGroup: dropped.
                 with contextlib.suppress(Compacted, UnknownGroup):
                     txn.compact(gid, index)
                     log.debug("group %d: log compacted to %d", gid, index)
-        self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
+        self.metrics.persist_seconds.observe(time.perf_counter() - t0)
         self.metrics.ready_entries.observe(batch.entry_count())
         return results
 

@@ -8,8 +8,10 @@ in turn, and of the meta group, is SIGKILLed and restarted; no acknowledged writ
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import urllib.request
 from typing import Any
 
 import grpc
@@ -137,6 +139,13 @@ def test_moved_and_leader_redirects(cluster_factory: Any) -> None:
     with Client(outsider.address) as kv:
         assert kv.set(key, "via-redirects") is True
         assert kv.get(key) == b"via-redirects"
+
+    # The leader that applied the write timed its transactions and the apply within them.
+    with urllib.request.urlopen(f"http://{c.nodes[leader].http}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for name in ("kvcluster_persist_seconds_count", "kvcluster_apply_seconds_count"):
+        counts = re.findall(rf"^{name} (\S+)$", text, re.MULTILINE)
+        assert counts and float(counts[0]) > 0, f"{name} not observed"
 
 
 def test_kvctl_cluster_create_is_idempotent(cluster_factory: Any) -> None:
