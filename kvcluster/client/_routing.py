@@ -81,6 +81,15 @@ class RouteCache:
         self.moved.clear()
         return True
 
+    def leaders(self) -> list[str]:
+        """The leader address of every group in the map (where requests go first)."""
+        out: dict[str, None] = {}
+        for g in self.slot_map.groups:
+            info = self.slot_map.group(g)
+            if info is not None and info.leader:
+                out.setdefault(info.leader)
+        return list(out)
+
     def addresses(self) -> list[str]:
         """Every address worth asking for a new map: known replicas first, then seeds."""
         seen: dict[str, None] = {}

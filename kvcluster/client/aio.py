@@ -109,8 +109,17 @@ class AsyncClient(ClientBase):
                 continue
             self._cache.replace(decode_slot_map(r.slot_map))
             self._refreshed = True
+            self._connect_ahead(self._cache.leaders())
             return True
         return False
+
+    def _connect_ahead(self, addresses: list[str]) -> None:
+        """Start connecting to ``addresses`` we have no channel to yet, without waiting: a
+        MOVED or ASK to a group's leader then finds its connection open (a new one costs
+        a TCP and HTTP/2 handshake on the request's path)."""
+        for addr in addresses:
+            if addr not in self._channels:
+                self._channel(addr).get_state(try_to_connect=True)
 
     def _dispatch(self, cmds: list[p.Command], combine: Any) -> Any:
         async def run() -> Any:

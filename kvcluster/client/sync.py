@@ -5,7 +5,8 @@ MOVED / ASK / leader redirects / TRYAGAIN through the pure decisions of
 ``kvcluster.sharding.retry`` within a retry budget, and raises typed errors from
 ``kvcluster.errors``. Writes carry a session so a retried write is applied once. Thread-safe.
 A redirect that names its target is followed at once; the slot map refresh it calls for
-runs on a background thread meanwhile (one at a time).
+runs on a background thread meanwhile (one at a time). Each refresh starts connecting to the
+group leaders the map names (``_connect_ahead``), so a redirect finds its connection open.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 << 20),
     ("grpc.max_send_message_length", 64 << 20),
 ]
+
+
+def _ignore(_state: grpc.ChannelConnectivity) -> None:
+    pass
 
 
 class Client(ClientBase):
@@ -99,8 +104,25 @@ class Client(ClientBase):
             with self._lock:
                 self._cache.replace(decode_slot_map(r.slot_map))
                 self._refreshed = True
+                leaders = self._cache.leaders()
+            self._connect_ahead(leaders)
             return True
         return False
+
+    def _connect_ahead(self, addresses: list[str]) -> None:
+        """Start connecting to ``addresses`` we have no channel to yet, without waiting: a
+        MOVED or ASK to a group's leader then finds its connection open (a new one costs
+        a TCP and HTTP/2 handshake on the request's path)."""
+        for addr in addresses:
+            with self._lock:
+                known = addr in self._channels
+            if known:
+                continue
+            ch = self._channel(addr)
+            # gRPC connects lazily; a subscription with try_to_connect starts it (on a
+            # short-lived thread of gRPC's, which ends once unsubscribed).
+            ch.subscribe(_ignore, try_to_connect=True)
+            ch.unsubscribe(_ignore)
 
     def _refresh_soon(self) -> None:
         """Refresh the slot map on a background thread, unless one is at it already."""

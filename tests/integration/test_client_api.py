@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,6 +106,59 @@ def test_async_client(cluster: LocalCluster) -> None:
     incrs, piped = asyncio.run(main())
     assert incrs == list(range(1, 21))
     assert piped == [b"yes", b"20"]
+
+
+def _seed_and_leaders(cluster: LocalCluster) -> tuple[str, list[str]]:
+    """A node address to seed a client with, and the group leaders in the map that are not
+    it (at least one: the seed is chosen to lead no group, or not group 1's)."""
+    with Client(",".join(cluster.addresses)) as probe:
+        assert probe.refresh_slots()
+        leaders = probe._cache.leaders()
+    others = [a for a in cluster.addresses if a not in leaders]
+    seed = others[0] if others else next(a for a in cluster.addresses if a != leaders[0])
+    return seed, [a for a in leaders if a != seed]
+
+
+def test_client_connects_ahead_to_the_group_leaders(cluster: LocalCluster) -> None:
+    """After a map refresh the client's channels to the leaders are connected before any
+    request needs them, so a MOVED or ASK does not pay for a new connection."""
+    import grpc
+
+    seed, targets = _seed_and_leaders(cluster)
+    assert targets
+    with Client(seed) as kv:
+        assert kv.refresh_slots()
+        for addr in targets:
+            ready = threading.Event()
+
+            def seen(state: grpc.ChannelConnectivity, ready: threading.Event = ready) -> None:
+                if state == grpc.ChannelConnectivity.READY:
+                    ready.set()
+
+            ch = kv._channels[addr]  # no request has been sent on it
+            ch.subscribe(seen, try_to_connect=False)
+            try:
+                assert ready.wait(timeout=15), f"no connection to {addr} was opened ahead"
+            finally:
+                ch.unsubscribe(seen)
+
+    async def connected_ahead() -> list[str]:
+        loop = asyncio.get_running_loop()
+        async with AsyncClient(seed) as akv:
+            assert await akv.refresh_slots()
+            for addr in targets:
+                ch = akv._channels[addr]  # no request has been sent on it
+                deadline = loop.time() + 15
+                state = ch.get_state(try_to_connect=False)
+                while state != grpc.ChannelConnectivity.READY:
+                    left = deadline - loop.time()
+                    assert left > 0, f"no connection to {addr} was opened ahead ({state})"
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ch.wait_for_state_change(state), left)
+                    state = ch.get_state(try_to_connect=False)
+            return targets
+
+    assert asyncio.run(connected_ahead()) == targets
 
 
 def test_unknown_command_and_garbage_at_the_grpc_edge(cluster: LocalCluster) -> None:
