@@ -36,10 +36,6 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def _ignore(_state: grpc.ChannelConnectivity) -> None:
-    pass
-
-
 class Client(ClientBase):
     def _init_transport(self) -> None:
         self._lock = threading.Lock()
@@ -118,11 +114,11 @@ class Client(ClientBase):
                 known = addr in self._channels
             if known:
                 continue
-            ch = self._channel(addr)
-            # gRPC connects lazily; a subscription with try_to_connect starts it (on a
-            # short-lived thread of gRPC's, which ends once unsubscribed).
-            ch.subscribe(_ignore, try_to_connect=True)
-            ch.unsubscribe(_ignore)
+            self._channel(addr)
+            # gRPC connects lazily: an empty batch (answered at once, nobody waits for it)
+            # opens the connection. Not a connectivity subscription: its polling thread
+            # raises into the void if the client closes the channel under it.
+            self._stubs[addr].Execute.future(kv_pb2.BatchRequest(), timeout=self._timeout)
 
     def _refresh_soon(self) -> None:
         """Refresh the slot map on a background thread, unless one is at it already."""

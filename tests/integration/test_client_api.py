@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,24 +123,22 @@ def test_client_connects_ahead_to_the_group_leaders(cluster: LocalCluster) -> No
     """After a map refresh the client's channels to the leaders are connected before any
     request needs them, so a MOVED or ASK does not pay for a new connection."""
     import grpc
+    from grpc._common import CYGRPC_CONNECTIVITY_STATE_TO_CHANNEL_CONNECTIVITY as STATES
 
     seed, targets = _seed_and_leaders(cluster)
     assert targets
     with Client(seed) as kv:
         assert kv.refresh_slots()
         for addr in targets:
-            ready = threading.Event()
-
-            def seen(state: grpc.ChannelConnectivity, ready: threading.Event = ready) -> None:
-                if state == grpc.ChannelConnectivity.READY:
-                    ready.set()
-
-            ch = kv._channels[addr]  # no request has been sent on it
-            ch.subscribe(seen, try_to_connect=False)
-            try:
-                assert ready.wait(timeout=15), f"no connection to {addr} was opened ahead"
-            finally:
-                ch.unsubscribe(seen)
+            ch: Any = kv._channels[addr]  # no request of the test's went through it
+            deadline = time.monotonic() + 15
+            # The state, without asking gRPC to connect (a subscription's polling thread
+            # would outlive the check and trip over the closed channel).
+            while STATES[ch._channel.check_connectivity_state(False)] != (
+                grpc.ChannelConnectivity.READY
+            ):
+                assert time.monotonic() < deadline, f"no connection to {addr} was opened ahead"
+                time.sleep(0.01)  # polling a condition, with a deadline
 
     async def connected_ahead() -> list[str]:
         loop = asyncio.get_running_loop()
