@@ -5,7 +5,9 @@ MOVED / ASK / leader redirects / TRYAGAIN through the pure decisions of
 ``kvcluster.sharding.retry`` within a retry budget, and raises typed errors from
 ``kvcluster.errors``. Writes carry a session so a retried write is applied once. Thread-safe.
 A redirect that names its target is followed at once; the slot map refresh it calls for
-runs on a background thread meanwhile (one at a time). Each refresh starts connecting to the
+runs on a background thread meanwhile (one at a time). Requests travel on one open
+``KV/Pipeline`` stream per node, shared by the client's threads (``_stream.BatchStream``:
+far less CPU on the node than a unary call each). Each refresh opens the streams to the
 group leaders the map names (``_connect_ahead``), so a redirect finds its connection open.
 """
 
@@ -20,6 +22,7 @@ import grpc
 from kvcluster.client import _protocol as p
 from kvcluster.client._api import ClientBase, Commands, combine_results
 from kvcluster.client._routing import decode_slot_map
+from kvcluster.client._stream import BatchStream
 from kvcluster.errors import (
     KvClusterError,
 )
@@ -33,6 +36,14 @@ __all__ = ["CHANNEL_OPTIONS", "Client", "Pipeline"]
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 << 20),
     ("grpc.max_send_message_length", 64 << 20),
+    # A connection that went dead without a word (a partition, a host gone) is found within
+    # ~15 s even while idle: its request stream then breaks, and what it still held is
+    # dropped rather than delivered whenever the network heals (the nodes accept a ping
+    # every 5 s, ``transport.SERVER_OPTIONS``).
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 ]
 
 
@@ -40,7 +51,7 @@ class Client(ClientBase):
     def _init_transport(self) -> None:
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
-        self._stubs: dict[str, kv_pb2_grpc.KVStub] = {}
+        self._streams: dict[str, BatchStream] = {}
         self._refresher: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -50,10 +61,12 @@ class Client(ClientBase):
         if refresher is not None:
             refresher.join()  # one RPC with a deadline
         with self._lock:
-            for ch in self._channels.values():
-                ch.close()
-            self._channels.clear()
-            self._stubs.clear()
+            streams, self._streams = self._streams, {}
+            channels, self._channels = self._channels, {}
+        for stream in streams.values():
+            stream.close()
+        for ch in channels.values():
+            ch.close()
 
     def __enter__(self) -> Client:
         return self
@@ -67,23 +80,28 @@ class Client(ClientBase):
     # -- transport -------------------------------------------------------------------------
     def _channel(self, addr: str) -> grpc.Channel:
         with self._lock:
-            ch = self._channels.get(addr)
-            if ch is None:
-                ch = grpc.insecure_channel(self._dial.get(addr, addr), options=CHANNEL_OPTIONS)
-                self._channels[addr] = ch
-                self._stubs[addr] = kv_pb2_grpc.KVStub(ch)
-            return ch
+            return self._channel_locked(addr)
+
+    def _channel_locked(self, addr: str) -> grpc.Channel:
+        ch = self._channels.get(addr)
+        if ch is None:
+            ch = grpc.insecure_channel(self._dial.get(addr, addr), options=CHANNEL_OPTIONS)
+            self._channels[addr] = ch
+        return ch
+
+    def _stream(self, addr: str) -> BatchStream:
+        """The open request stream to ``addr`` (a new one if there is none or it broke)."""
+        with self._lock:
+            stream = self._streams.get(addr)
+            if stream is None or not stream.alive:
+                stub = kv_pb2_grpc.KVStub(self._channel_locked(addr))
+                stream = self._streams[addr] = BatchStream(stub)
+            return stream
 
     def _send(self, addr: str, reqs: list[kv_pb2.Request]) -> list[kv_pb2.Response] | Unreachable:
-        self._channel(addr)
-        try:
-            resp = self._stubs[addr].Execute(
-                kv_pb2.BatchRequest(requests=reqs), timeout=self._timeout
-            )
-        except grpc.RpcError:
-            # gRPC cannot tell "never arrived" from "lost after arriving": assume it may have.
-            return Unreachable(addr, maybe_sent=True)
-        if len(resp.responses) != len(reqs):
+        resp = self._stream(addr).call(reqs, self._timeout)
+        if resp is None or len(resp.responses) != len(reqs):
+            # Timed out or the stream broke: it may have been applied (``BatchStream``).
             return Unreachable(addr, maybe_sent=True)
         return list(resp.responses)
 
@@ -106,19 +124,11 @@ class Client(ClientBase):
         return False
 
     def _connect_ahead(self, addresses: list[str]) -> None:
-        """Start connecting to ``addresses`` we have no channel to yet, without waiting: a
-        MOVED or ASK to a group's leader then finds its connection open (a new one costs
+        """Open the request stream to each of ``addresses`` that has none, without waiting:
+        a MOVED or ASK to a group's leader then finds its connection open (a new one costs
         a TCP and HTTP/2 handshake on the request's path)."""
         for addr in addresses:
-            with self._lock:
-                known = addr in self._channels
-            if known:
-                continue
-            self._channel(addr)
-            # gRPC connects lazily: an empty batch (answered at once, nobody waits for it)
-            # opens the connection. Not a connectivity subscription: its polling thread
-            # raises into the void if the client closes the channel under it.
-            self._stubs[addr].Execute.future(kv_pb2.BatchRequest(), timeout=self._timeout)
+            self._stream(addr)  # opening the stream opens the connection
 
     def _refresh_soon(self) -> None:
         """Refresh the slot map on a background thread, unless one is at it already."""

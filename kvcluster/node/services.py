@@ -104,19 +104,42 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def Pipeline(
         self, request_iterator: AsyncIterator[kv_pb2.BatchRequest], context: Any
     ) -> AsyncIterator[kv_pb2.BatchResponse]:
-        queue: asyncio.Queue[asyncio.Task[kv_pb2.BatchResponse] | None] = asyncio.Queue()
+        """Each batch runs as soon as it arrives and is answered as soon as it completes
+        (the client matches answers by ``batch_id``): a slow write does not hold up a read
+        sent after it. A batch that fails ends the stream, as it would fail its unary call;
+        so does the client going away (its batches still running are cancelled, as a
+        unary call's would be)."""
+        answers: asyncio.Queue[asyncio.Task[kv_pb2.BatchResponse] | None] = asyncio.Queue()
+        running: set[asyncio.Task[kv_pb2.BatchResponse]] = set()
+        reading = True
+
+        def finished(task: asyncio.Task[kv_pb2.BatchResponse]) -> None:
+            running.discard(task)
+            answers.put_nowait(task)
+            if not reading and not running:
+                answers.put_nowait(None)
 
         async def reader() -> None:
-            async for batch in request_iterator:
-                await queue.put(asyncio.create_task(self._execute(batch)))
-            await queue.put(None)
+            nonlocal reading
+            try:
+                async for batch in request_iterator:
+                    task = asyncio.create_task(self._execute(batch))
+                    running.add(task)
+                    task.add_done_callback(finished)
+            finally:
+                reading = False
+                if not running:
+                    answers.put_nowait(None)
 
         feeder = asyncio.create_task(reader())
         try:
-            while (task := await queue.get()) is not None:
-                yield await task
+            while (task := await answers.get()) is not None:
+                yield task.result()  # raises what the batch raised
+            await feeder  # the request stream's own error, if it ended with one
         finally:
             feeder.cancel()
+            for task in list(running):
+                task.cancel()
 
     async def _execute(self, batch: kv_pb2.BatchRequest) -> kv_pb2.BatchResponse:
         node = self.node
