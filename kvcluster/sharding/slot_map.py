@@ -286,17 +286,16 @@ def _iterate(values: object, what: str) -> Iterator[object]:
 def _check_range(item: object) -> tuple[int, int, int]:
     # The common case first, with the same checks (a map of a few thousand ranges is checked
     # on every refresh of every client); anything else takes the path that says what's wrong.
-    if type(item) is list or type(item) is tuple:
-        if len(item) == 3:
-            start, end, group = item
-            if (
-                type(start) is int
-                and type(end) is int
-                and type(group) is int
-                and 0 <= start <= end < SLOT_COUNT
-                and 0 <= group <= MAX_GROUP_ID
-            ):
-                return start, end, group
+    if (type(item) is list or type(item) is tuple) and len(item) == 3:
+        start, end, group = item
+        if (
+            type(start) is int
+            and type(end) is int
+            and type(group) is int
+            and 0 <= start <= end < SLOT_COUNT
+            and 0 <= group <= MAX_GROUP_ID
+        ):
+            return start, end, group
     entry = require_sequence(item, "range")
     if len(entry) != 3:
         raise InvalidArgument(f"range must be (start, end, group), got {entry!r}")
