@@ -2,20 +2,24 @@
 
 Contract:
 - ``BatchStream(stub)`` opens the stream at once (so it also opens the connection).
-  ``call(requests, timeout)`` sends one ``BatchRequest`` on it, tagged with a ``batch_id``
-  of its own, and waits for the ``BatchResponse`` with that id; the node answers batches as
+  ``call(batch, timeout)`` sends one ``BatchRequest`` on it, tagged with a ``batch_id`` of
+  its own, and waits for the ``BatchResponse`` with that id; the node answers batches as
   they complete, so a slow write does not hold up a read behind it.
-- ``call`` returns None when it cannot tell what happened: the wait timed out, or the
-  stream broke (node gone, connection lost, stream closed) before the answer came. As with
-  a failed unary call, the batch may have been applied, or may still be: a batch the node
-  has not received yet is applied when it arrives, until the connection is found dead (the
-  channel's keepalive: ``sync.CHANNEL_OPTIONS``). The caller retries with the same
-  sessions (applied once) or reports the outcome as unknown. A late answer is dropped.
-- A broken stream stays broken (``alive`` is False) and answers every ``call`` with None at
-  once; the owner opens a new one. Every waiter of a stream that breaks is released.
+- ``call`` returns ``NOT_SENT`` when the batch certainly did not happen: the stream was
+  broken before it was queued, or its wait timed out before gRPC took it (it is then
+  dropped, never sent). It returns None when it cannot tell: the wait timed out after the
+  batch was handed to gRPC, or the stream broke before the answer came. As with a failed
+  unary call, such a batch may have been applied, or may still be: one still on its way is
+  applied when it arrives (while the connection lives; a dead one is found by the channel's
+  keepalive, ``sync.CHANNEL_OPTIONS``). The caller retries with the same sessions (applied
+  once) or reports the outcome as unknown. A late answer is dropped.
+- A broken stream stays broken (``alive`` is False) and answers every ``call`` with
+  ``NOT_SENT`` at once; the owner opens a new one. Every waiter of a stream that breaks is
+  released (with None: what it sent may have arrived).
 - Why: a unary RPC costs the node's gRPC server about 0.3 ms of CPU, a message on an open
-  stream a small fraction of that (``scripts/bench_client_stream.py``); under load that CPU
-  is the cluster's throughput.
+  stream a fraction of that (``scripts/bench_client_stream.py``); under load that CPU is the
+  cluster's throughput. The owner sends big batches as unary calls instead: on the shared
+  stream one would hold up everyone's requests while it is written.
 - Threads: gRPC's own thread takes the requests from a queue; one reader thread per stream
   hands out the answers. ``close()`` ends both; it does not wait for pending calls (there
   should be none: the client is closing).
@@ -32,15 +36,26 @@ import grpc
 
 from kvcluster.v1 import kv_pb2, kv_pb2_grpc
 
-__all__ = ["BatchStream"]
+__all__ = ["NOT_SENT", "BatchStream"]
+
+
+class NotSent:
+    """``call``'s answer for a batch that certainly did not happen."""
+
+    def __repr__(self) -> str:
+        return "NOT_SENT"
+
+
+NOT_SENT = NotSent()
 
 
 class _Waiter:
-    __slots__ = ("done", "response")
+    __slots__ = ("done", "response", "sent")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.response: kv_pb2.BatchResponse | None = None
+        self.sent = False  # handed to gRPC (set under the stream's lock)
 
 
 class BatchStream:
@@ -58,19 +73,26 @@ class BatchStream:
     def alive(self) -> bool:
         return not self._broken
 
-    def call(self, requests: list[kv_pb2.Request], timeout: float) -> kv_pb2.BatchResponse | None:
+    def call(
+        self, batch: kv_pb2.BatchRequest, timeout: float
+    ) -> kv_pb2.BatchResponse | NotSent | None:
+        """Send ``batch`` (its ``batch_id`` is set here) and wait for its answer."""
         waiter = _Waiter()
         with self._lock:
             if self._broken:
-                return None
+                return NOT_SENT
             batch_id = next(self._ids)
             self._waiting[batch_id] = waiter
-        self._queue.put(kv_pb2.BatchRequest(requests=requests, batch_id=batch_id))
-        if not waiter.done.wait(timeout):
-            with self._lock:
-                self._waiting.pop(batch_id, None)
-            return None
-        return waiter.response
+        batch.batch_id = batch_id
+        self._queue.put(batch)
+        if waiter.done.wait(timeout):
+            return waiter.response
+        with self._lock:
+            self._waiting.pop(batch_id, None)
+            sent = waiter.sent
+        if waiter.done.is_set():  # answered (or released) just now
+            return waiter.response
+        return None if sent else NOT_SENT
 
     def close(self) -> None:
         self._queue.put(None)  # ends the request stream
@@ -78,8 +100,13 @@ class BatchStream:
         self._reader.join(timeout=5)
 
     def _requests(self) -> Iterator[kv_pb2.BatchRequest]:
-        while (item := self._queue.get()) is not None:
-            yield item
+        while (batch := self._queue.get()) is not None:
+            with self._lock:
+                waiter = self._waiting.get(batch.batch_id)
+                if waiter is None:
+                    continue  # its caller gave up before it left: dropped (NOT_SENT)
+                waiter.sent = True
+            yield batch
 
     def _read(self) -> None:
         try:

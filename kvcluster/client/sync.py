@@ -22,8 +22,9 @@ import grpc
 from kvcluster.client import _protocol as p
 from kvcluster.client._api import ClientBase, Commands, combine_results
 from kvcluster.client._routing import decode_slot_map
-from kvcluster.client._stream import BatchStream
+from kvcluster.client._stream import BatchStream, NotSent
 from kvcluster.errors import (
+    InvalidArgument,
     KvClusterError,
 )
 from kvcluster.sharding.retry import (
@@ -47,16 +48,29 @@ CHANNEL_OPTIONS = [
 ]
 
 
+STREAM_MAX_BATCH_BYTES = 64 << 10
+"""A batch bigger than this (encoded) goes in a unary call of its own, not on the stream."""
+
+
+class _Closed(Exception):
+    """The client was closed: nothing may be opened or sent any more."""
+
+
 class Client(ClientBase):
     def _init_transport(self) -> None:
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._streams: dict[str, BatchStream] = {}
         self._refresher: threading.Thread | None = None
+        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        """Close every stream and connection. Calls made afterwards raise InvalidArgument;
+        calls still running get no answer from here on (their outcome as the retry rules
+        say: unknown if an attempt may have been applied)."""
         with self._lock:
+            self._closed = True
             refresher, self._refresher = self._refresher, None
         if refresher is not None:
             refresher.join()  # one RPC with a deadline
@@ -83,6 +97,8 @@ class Client(ClientBase):
             return self._channel_locked(addr)
 
     def _channel_locked(self, addr: str) -> grpc.Channel:
+        if self._closed:
+            raise _Closed
         ch = self._channels.get(addr)
         if ch is None:
             ch = grpc.insecure_channel(self._dial.get(addr, addr), options=CHANNEL_OPTIONS)
@@ -99,14 +115,41 @@ class Client(ClientBase):
             return stream
 
     def _send(self, addr: str, reqs: list[kv_pb2.Request]) -> list[kv_pb2.Response] | Unreachable:
-        resp = self._stream(addr).call(reqs, self._timeout)
+        batch = kv_pb2.BatchRequest(requests=reqs)
+        resp: kv_pb2.BatchResponse | NotSent | None
+        try:
+            if batch.ByteSize() > STREAM_MAX_BATCH_BYTES:
+                resp = self._send_unary(addr, batch)
+            else:
+                resp = self._stream(addr).call(batch, self._timeout)
+        except _Closed:
+            return Unreachable(addr, maybe_sent=False)
+        if isinstance(resp, NotSent):
+            return Unreachable(addr, maybe_sent=False)
         if resp is None or len(resp.responses) != len(reqs):
             # Timed out or the stream broke: it may have been applied (``BatchStream``).
             return Unreachable(addr, maybe_sent=True)
         return list(resp.responses)
 
+    def _send_unary(self, addr: str, batch: kv_pb2.BatchRequest) -> kv_pb2.BatchResponse | None:
+        """A big batch goes in a call of its own: on the shared stream it would hold up
+        every other thread's requests while it is written. None: it may have arrived."""
+        stub = kv_pb2_grpc.KVStub(self._channel(addr))
+        try:
+            resp: kv_pb2.BatchResponse = stub.Execute(batch, timeout=self._timeout)
+        except grpc.RpcError:
+            return None
+        return resp
+
     def refresh_slots(self) -> bool:
-        """Fetch the slot map from any reachable node; returns whether one answered."""
+        """Fetch the slot map from any reachable node; returns whether one answered (never,
+        once the client is closed)."""
+        try:
+            return self._refresh_slots()
+        except _Closed:
+            return False
+
+    def _refresh_slots(self) -> bool:
         for addr in self._cache.addresses():
             ch = self._channel(addr)
             try:
@@ -128,12 +171,12 @@ class Client(ClientBase):
         a MOVED or ASK to a group's leader then finds its connection open (a new one costs
         a TCP and HTTP/2 handshake on the request's path)."""
         for addr in addresses:
-            self._stream(addr)  # opening the stream opens the connection
+            self._stream(addr)  # opening the stream opens the connection (_Closed: stop)
 
     def _refresh_soon(self) -> None:
         """Refresh the slot map on a background thread, unless one is at it already."""
         with self._lock:
-            if self._refresher is not None and self._refresher.is_alive():
+            if self._closed or (self._refresher is not None and self._refresher.is_alive()):
                 return
             self._refresher = threading.Thread(
                 target=self.refresh_slots, name="kvcluster-refresh", daemon=True
@@ -145,6 +188,8 @@ class Client(ClientBase):
         return combine(self._execute(cmds))
 
     def _execute(self, cmds: list[p.Command], raise_on_error: bool = True) -> list[Any]:
+        if self._closed:
+            raise InvalidArgument("the client is closed")
         if not self._refreshed:
             self.refresh_slots()
         sessions = self._open_sessions(cmds)

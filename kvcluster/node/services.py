@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["UNSAFE_STALE_READS_ENV", "AdminService", "ClusterInfoService", "KvService"]
 
+log = logging.getLogger(__name__)
+
 #: How long a request refused with TRYAGAIN is held for its slot's release (see _park).
 PARK_SECONDS = 0.5
 
@@ -106,16 +108,27 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> AsyncIterator[kv_pb2.BatchResponse]:
         """Each batch runs as soon as it arrives and is answered as soon as it completes
         (the client matches answers by ``batch_id``): a slow write does not hold up a read
-        sent after it. A batch that fails ends the stream, as it would fail its unary call;
-        so does the client going away (its batches still running are cancelled, as a
-        unary call's would be)."""
-        answers: asyncio.Queue[asyncio.Task[kv_pb2.BatchResponse] | None] = asyncio.Queue()
-        running: set[asyncio.Task[kv_pb2.BatchResponse]] = set()
+        sent after it. The stream is shared by many callers, so a batch that fails is
+        answered on its own (TIMEOUT: outcome unknown) and the others go on. A client
+        that goes away cancels its batches still running, as a unary call's would be."""
+        answers: asyncio.Queue[kv_pb2.BatchResponse | None] = asyncio.Queue()
+        running: dict[asyncio.Task[kv_pb2.BatchResponse], kv_pb2.BatchRequest] = {}
         reading = True
 
         def finished(task: asyncio.Task[kv_pb2.BatchResponse]) -> None:
-            running.discard(task)
-            answers.put_nowait(task)
+            batch = running.pop(task, None)
+            if batch is not None and not task.cancelled():
+                error = task.exception()
+                if error is None:
+                    answers.put_nowait(task.result())
+                else:
+                    log.error("batch %d failed: %r", batch.batch_id, error, exc_info=error)
+                    unknown = _error(kv_pb2.TIMEOUT, f"outcome unknown: {error!r}")
+                    answers.put_nowait(
+                        kv_pb2.BatchResponse(
+                            responses=[unknown] * len(batch.requests), batch_id=batch.batch_id
+                        )
+                    )
             if not reading and not running:
                 answers.put_nowait(None)
 
@@ -124,7 +137,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             try:
                 async for batch in request_iterator:
                     task = asyncio.create_task(self._execute(batch))
-                    running.add(task)
+                    running[task] = batch
                     task.add_done_callback(finished)
             finally:
                 reading = False
@@ -133,8 +146,8 @@ class KvService(kv_pb2_grpc.KVServicer):
 
         feeder = asyncio.create_task(reader())
         try:
-            while (task := await answers.get()) is not None:
-                yield task.result()  # raises what the batch raised
+            while (answer := await answers.get()) is not None:
+                yield answer
             await feeder  # the request stream's own error, if it ended with one
         finally:
             feeder.cancel()

@@ -4,6 +4,7 @@ order; a timeout or a broken stream is "unknown" (None), and a broken stream sta
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from kvcluster.client._stream import BatchStream
+from kvcluster.client._stream import NOT_SENT, BatchStream
 from kvcluster.v1 import kv_pb2, kv_pb2_grpc
 
 
@@ -85,8 +86,13 @@ def server() -> Iterator[tuple[ScriptedKV, kv_pb2_grpc.KVStub]]:
         srv.stop(grace=None)
 
 
-def req(key: bytes) -> list[kv_pb2.Request]:
-    return [kv_pb2.Request(op=kv_pb2.GET, key=key)]
+def req(key: bytes) -> kv_pb2.BatchRequest:
+    return kv_pb2.BatchRequest(requests=[kv_pb2.Request(op=kv_pb2.GET, key=key)])
+
+
+def value(r: object) -> bytes:
+    assert isinstance(r, kv_pb2.BatchResponse), r
+    return bytes(r.responses[0].value)
 
 
 def test_answers_are_matched_by_batch_id_when_they_come_out_of_order(
@@ -95,23 +101,21 @@ def test_answers_are_matched_by_batch_id_when_they_come_out_of_order(
     svc, stub = server
     stream = BatchStream(stub)
     try:
-        held: list[kv_pb2.BatchResponse | None] = []
+        held: list[object] = []
         t = threading.Thread(target=lambda: held.append(stream.call(req(b"hold-1"), 10)))
         t.start()
         assert svc.received.acquire(timeout=10)  # the held batch is at the server
         fast = stream.call(req(b"fast"), 10)  # answered while the first is still held
-        assert fast is not None and fast.responses[0].value == b"fast"
+        assert value(fast) == b"fast"
         assert t.is_alive()
         svc.release.set()
         t.join(10)
-        assert held[0] is not None and held[0].responses[0].value == b"hold-1"
+        assert value(held[0]) == b"hold-1"
         # Many threads at once: each gets its own answer.
         results: dict[int, bytes] = {}
 
         def one(i: int) -> None:
-            r = stream.call(req(b"k%d" % i), 10)
-            assert r is not None
-            results[i] = r.responses[0].value
+            results[i] = value(stream.call(req(b"k%d" % i), 10))
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
         for th in threads:
@@ -130,11 +134,11 @@ def test_a_timeout_is_unknown_and_the_late_answer_is_dropped(
     svc, stub = server
     stream = BatchStream(stub)
     try:
-        assert stream.call(req(b"hold-late"), 0.2) is None
+        assert stream.call(req(b"hold-late"), 0.2) is None  # sent, then no answer in time
+        assert svc.received.acquire(timeout=10)
         svc.release.set()  # its answer now arrives, and nobody takes it
-        nxt = stream.call(req(b"next"), 10)
-        assert nxt is not None and nxt.responses[0].value == b"next"
-        assert stream.alive
+        assert value(stream.call(req(b"next"), 10)) == b"next"
+        assert stream.alive and stream._waiting == {}
     finally:
         stream.close()
 
@@ -145,7 +149,7 @@ def test_a_broken_stream_releases_its_waiters_and_stays_broken(
     svc, stub = server
     stream = BatchStream(stub)
     try:
-        waiting: list[kv_pb2.BatchResponse | None] = []
+        waiting: list[object] = []
         t = threading.Thread(target=lambda: waiting.append(stream.call(req(b"hold-2"), 30)))
         t.start()
         assert svc.received.acquire(timeout=10)
@@ -153,21 +157,74 @@ def test_a_broken_stream_releases_its_waiters_and_stays_broken(
         t.join(10)
         assert waiting == [None]  # released by the break, well before its 30 s
         assert not stream.alive
-        assert stream.call(req(b"after"), 30) is None  # at once: broken stays broken
+        t0 = time.monotonic()
+        assert stream.call(req(b"after"), 30) is NOT_SENT  # broken stays broken
+        assert time.monotonic() - t0 < 5  # answered at once, not at its timeout
         fresh = BatchStream(stub)  # the owner opens a new one
         try:
-            r = fresh.call(req(b"again"), 10)
-            assert r is not None and r.responses[0].value == b"again"
+            assert value(fresh.call(req(b"again"), 10)) == b"again"
         finally:
             fresh.close()
     finally:
         stream.close()
 
 
-def test_a_stream_to_no_server_is_broken_and_answers_none() -> None:
+def test_a_stream_to_no_server_breaks_at_once() -> None:
     with grpc.insecure_channel("127.0.0.1:1") as ch:
         stream = BatchStream(kv_pb2_grpc.KVStub(ch))
         try:
-            assert stream.call(req(b"k"), 10) is None
+            t0 = time.monotonic()
+            # None (the break released it) or NOT_SENT (broken before it was queued).
+            assert stream.call(req(b"k"), 10) in (None, NOT_SENT)
+            assert time.monotonic() - t0 < 5  # not its 10 s timeout
+            assert not stream.alive
         finally:
             stream.close()
+
+
+class _Ended(grpc.RpcError):
+    pass
+
+
+class HeldCall:
+    """A Pipeline call whose request side nobody takes from until the test does (standing in
+    for gRPC's request thread), and whose answers never come until it is cancelled."""
+
+    def __init__(self, requests: Iterator[kv_pb2.BatchRequest]) -> None:
+        self.requests = requests
+        self._cancelled = threading.Event()
+
+    def __iter__(self) -> HeldCall:
+        return self
+
+    def __next__(self) -> kv_pb2.BatchResponse:
+        self._cancelled.wait(30)
+        raise _Ended()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+
+class HeldStub:
+    call: HeldCall
+
+    def Pipeline(self, requests: Iterator[kv_pb2.BatchRequest]) -> HeldCall:
+        self.call = HeldCall(requests)
+        return self.call
+
+
+def test_a_batch_that_times_out_before_it_leaves_is_dropped_and_not_sent() -> None:
+    stub = HeldStub()
+    stream = BatchStream(stub)  # type: ignore[arg-type]
+    try:
+        assert stream.call(req(b"never"), 0.1) is NOT_SENT  # nobody took it in time
+        got: list[object] = []
+        t = threading.Thread(target=lambda: got.append(stream.call(req(b"later"), 10)))
+        t.start()
+        # gRPC's thread now takes the next batch to send: the dropped one is skipped.
+        sent = next(stub.call.requests)
+        assert sent.requests[0].key == b"later"
+    finally:
+        stream.close()
+    t.join(10)
+    assert got == [None]  # it was sent, then the stream ended unanswered: unknown

@@ -108,15 +108,14 @@ def test_async_client(cluster: LocalCluster) -> None:
     assert piped == [b"yes", b"20"]
 
 
-def _seed_and_leaders(cluster: LocalCluster) -> tuple[str, list[str]]:
-    """A node address to seed a client with, and the group leaders in the map that are not
-    it (at least one: the seed is chosen to lead no group, or not group 1's)."""
+def _seed_not_leading_everything(cluster: LocalCluster) -> str:
+    """A node address to seed a client with that some group's leader is not (a node that
+    leads no group if there is one)."""
     with Client(",".join(cluster.addresses)) as probe:
         assert probe.refresh_slots()
         leaders = probe._cache.leaders()
     others = [a for a in cluster.addresses if a not in leaders]
-    seed = others[0] if others else next(a for a in cluster.addresses if a != leaders[0])
-    return seed, [a for a in leaders if a != seed]
+    return others[0] if others else next(a for a in cluster.addresses if a != leaders[0])
 
 
 def test_client_connects_ahead_to_the_group_leaders(cluster: LocalCluster) -> None:
@@ -125,10 +124,11 @@ def test_client_connects_ahead_to_the_group_leaders(cluster: LocalCluster) -> No
     import grpc
     from grpc._common import CYGRPC_CONNECTIVITY_STATE_TO_CHANNEL_CONNECTIVITY as STATES
 
-    seed, targets = _seed_and_leaders(cluster)
-    assert targets
+    seed = _seed_not_leading_everything(cluster)
     with Client(seed) as kv:
         assert kv.refresh_slots()
+        targets = [a for a in kv._cache.leaders() if a != seed]  # the map it just learned
+        assert targets
         for addr in targets:
             ch: Any = kv._channels[addr]  # no request of the test's went through it
             deadline = time.monotonic() + 15
@@ -144,6 +144,8 @@ def test_client_connects_ahead_to_the_group_leaders(cluster: LocalCluster) -> No
         loop = asyncio.get_running_loop()
         async with AsyncClient(seed) as akv:
             assert await akv.refresh_slots()
+            targets = [a for a in akv._cache.leaders() if a != seed]
+            assert targets
             for addr in targets:
                 ch = akv._channels[addr]  # no request has been sent on it
                 deadline = loop.time() + 15
@@ -156,7 +158,26 @@ def test_client_connects_ahead_to_the_group_leaders(cluster: LocalCluster) -> No
                     state = ch.get_state(try_to_connect=False)
             return targets
 
-    assert asyncio.run(connected_ahead()) == targets
+    assert asyncio.run(connected_ahead())
+
+
+def test_a_closed_client_refuses_calls_and_opens_nothing(cluster: LocalCluster) -> None:
+    kv = Client(",".join(cluster.addresses))
+    assert kv.set("closing", "1") is True
+    kv.close()
+    with pytest.raises(InvalidArgument, match="closed"):
+        kv.get("closing")
+    assert kv.refresh_slots() is False
+    assert kv._streams == {} and kv._channels == {}
+
+
+def test_a_batch_above_the_stream_limit_goes_in_a_call_of_its_own(kv: Client) -> None:
+    from kvcluster.client.sync import STREAM_MAX_BATCH_BYTES
+
+    big = {f"big:{i}": "x" * 2048 for i in range(200)}  # ~400 KiB over three groups
+    assert 3 * STREAM_MAX_BATCH_BYTES < 200 * 2048
+    assert kv.mset(big) is True
+    assert kv.mget(list(big)) == [b"x" * 2048] * 200
 
 
 def test_unknown_command_and_garbage_at_the_grpc_edge(cluster: LocalCluster) -> None:

@@ -1,14 +1,12 @@
-"""KV/Pipeline on the node: batches answered as they complete, errors end the stream, and a
-client that goes away cancels its batches still running (the node's batch execution is
-replaced by a scripted one; no cluster)."""
+"""KV/Pipeline on the node: batches answered as they complete, a failed batch answered on
+its own (outcome unknown) while the others go on, and a client that goes away cancels its
+batches still running (the node's batch execution is replaced by a scripted one)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from kvcluster.node.services import KvService
 from kvcluster.v1 import kv_pb2
@@ -44,7 +42,7 @@ def service(script: Scripted) -> KvService:
 
 async def requests(*ids: int, then: asyncio.Event | None = None) -> AsyncIterator[Any]:
     for i in ids:
-        yield kv_pb2.BatchRequest(batch_id=i)
+        yield kv_pb2.BatchRequest(batch_id=i, requests=[kv_pb2.Request(op=kv_pb2.GET, key=b"k")])
     if then is not None:
         await then.wait()  # the client keeps its side of the stream open
 
@@ -63,13 +61,21 @@ def test_batches_are_answered_as_they_complete() -> None:
     assert sorted(got[:2]) == [2, 3] and got[2:] == [1]
 
 
-def test_a_failed_batch_ends_the_stream_with_its_error() -> None:
-    async def main() -> None:
-        stream = service(Scripted()).Pipeline(requests(99), None)
-        with pytest.raises(RuntimeError, match="scripted failure"):
-            await asyncio.wait_for(anext(stream), 5)
+def test_a_failed_batch_is_answered_unknown_and_the_others_go_on() -> None:
+    """The stream is shared by many callers: one batch failing must not end it."""
 
-    asyncio.run(main())
+    async def main() -> list[kv_pb2.BatchResponse]:
+        script = Scripted()
+        script.gates[5] = asyncio.Event()
+        stream = service(script).Pipeline(requests(99, 5), None)
+        first = await asyncio.wait_for(anext(stream), 5)
+        script.gates[5].set()
+        return [first] + [r async for r in stream]
+
+    failed, ok = asyncio.run(main())
+    assert failed.batch_id == 99 and ok.batch_id == 5
+    assert [r.status for r in failed.responses] == [kv_pb2.TIMEOUT]  # its one request
+    assert "outcome unknown" in failed.responses[0].error
 
 
 def test_a_client_that_goes_away_cancels_its_running_batches() -> None:
