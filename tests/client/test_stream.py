@@ -86,6 +86,20 @@ def server() -> Iterator[tuple[ScriptedKV, kv_pb2_grpc.KVStub]]:
         srv.stop(grace=None)
 
 
+Opened = tuple[ScriptedKV, kv_pb2_grpc.KVStub, BatchStream]
+
+
+@pytest.fixture
+def opened(server: tuple[ScriptedKV, kv_pb2_grpc.KVStub]) -> Iterator[Opened]:
+    """A BatchStream on the scripted server, closed after the test."""
+    svc, stub = server
+    stream = BatchStream(stub)
+    try:
+        yield svc, stub, stream
+    finally:
+        stream.close()
+
+
 def req(key: bytes) -> kv_pb2.BatchRequest:
     return kv_pb2.BatchRequest(requests=[kv_pb2.Request(op=kv_pb2.GET, key=key)])
 
@@ -95,78 +109,60 @@ def value(r: object) -> bytes:
     return bytes(r.responses[0].value)
 
 
-def test_answers_are_matched_by_batch_id_when_they_come_out_of_order(
-    server: tuple[ScriptedKV, kv_pb2_grpc.KVStub],
-) -> None:
-    svc, stub = server
-    stream = BatchStream(stub)
+def test_answers_are_matched_by_batch_id_when_they_come_out_of_order(opened: Opened) -> None:
+    svc, _, stream = opened
+    held: list[object] = []
+    t = threading.Thread(target=lambda: held.append(stream.call(req(b"hold-1"), 10)))
+    t.start()
+    assert svc.received.acquire(timeout=10)  # the held batch is at the server
+    fast = stream.call(req(b"fast"), 10)  # answered while the first is still held
+    assert value(fast) == b"fast"
+    assert t.is_alive()
+    svc.release.set()
+    t.join(10)
+    assert value(held[0]) == b"hold-1"
+    # Many threads at once: each gets its own answer.
+    results: dict[int, bytes] = {}
+
+    def one(i: int) -> None:
+        results[i] = value(stream.call(req(b"k%d" % i), 10))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert results == {i: b"k%d" % i for i in range(32)}
+    assert stream.alive
+
+
+def test_a_timeout_is_unknown_and_the_late_answer_is_dropped(opened: Opened) -> None:
+    svc, _, stream = opened
+    assert stream.call(req(b"hold-late"), 0.2) is None  # sent, then no answer in time
+    assert svc.received.acquire(timeout=10)
+    svc.release.set()  # its answer now arrives, and nobody takes it
+    assert value(stream.call(req(b"next"), 10)) == b"next"
+    assert stream.alive and stream._waiting == {}
+
+
+def test_a_broken_stream_releases_its_waiters_and_stays_broken(opened: Opened) -> None:
+    svc, stub, stream = opened
+    waiting: list[object] = []
+    t = threading.Thread(target=lambda: waiting.append(stream.call(req(b"hold-2"), 30)))
+    t.start()
+    assert svc.received.acquire(timeout=10)
+    assert stream.call(req(b"abort"), 30) is None  # the stream ends with an error
+    t.join(10)
+    assert waiting == [None]  # released by the break, well before its 30 s
+    assert not stream.alive
+    t0 = time.monotonic()
+    assert stream.call(req(b"after"), 30) is NOT_SENT  # broken stays broken
+    assert time.monotonic() - t0 < 5  # answered at once, not at its timeout
+    fresh = BatchStream(stub)  # the owner opens a new one
     try:
-        held: list[object] = []
-        t = threading.Thread(target=lambda: held.append(stream.call(req(b"hold-1"), 10)))
-        t.start()
-        assert svc.received.acquire(timeout=10)  # the held batch is at the server
-        fast = stream.call(req(b"fast"), 10)  # answered while the first is still held
-        assert value(fast) == b"fast"
-        assert t.is_alive()
-        svc.release.set()
-        t.join(10)
-        assert value(held[0]) == b"hold-1"
-        # Many threads at once: each gets its own answer.
-        results: dict[int, bytes] = {}
-
-        def one(i: int) -> None:
-            results[i] = value(stream.call(req(b"k%d" % i), 10))
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(10)
-        assert results == {i: b"k%d" % i for i in range(32)}
-        assert stream.alive
+        assert value(fresh.call(req(b"again"), 10)) == b"again"
     finally:
-        stream.close()
-
-
-def test_a_timeout_is_unknown_and_the_late_answer_is_dropped(
-    server: tuple[ScriptedKV, kv_pb2_grpc.KVStub],
-) -> None:
-    svc, stub = server
-    stream = BatchStream(stub)
-    try:
-        assert stream.call(req(b"hold-late"), 0.2) is None  # sent, then no answer in time
-        assert svc.received.acquire(timeout=10)
-        svc.release.set()  # its answer now arrives, and nobody takes it
-        assert value(stream.call(req(b"next"), 10)) == b"next"
-        assert stream.alive and stream._waiting == {}
-    finally:
-        stream.close()
-
-
-def test_a_broken_stream_releases_its_waiters_and_stays_broken(
-    server: tuple[ScriptedKV, kv_pb2_grpc.KVStub],
-) -> None:
-    svc, stub = server
-    stream = BatchStream(stub)
-    try:
-        waiting: list[object] = []
-        t = threading.Thread(target=lambda: waiting.append(stream.call(req(b"hold-2"), 30)))
-        t.start()
-        assert svc.received.acquire(timeout=10)
-        assert stream.call(req(b"abort"), 30) is None  # the stream ends with an error
-        t.join(10)
-        assert waiting == [None]  # released by the break, well before its 30 s
-        assert not stream.alive
-        t0 = time.monotonic()
-        assert stream.call(req(b"after"), 30) is NOT_SENT  # broken stays broken
-        assert time.monotonic() - t0 < 5  # answered at once, not at its timeout
-        fresh = BatchStream(stub)  # the owner opens a new one
-        try:
-            assert value(fresh.call(req(b"again"), 10)) == b"again"
-        finally:
-            fresh.close()
-    finally:
-        stream.close()
+        fresh.close()
 
 
 def test_a_stream_to_no_server_breaks_at_once() -> None:
