@@ -91,13 +91,12 @@ class RouteCache:
         return list(out)
 
     def addresses(self) -> list[str]:
-        """Every address worth asking for a new map: known replicas first, then seeds."""
-        seen: dict[str, None] = {}
+        """Every address worth asking for a new map: the leaders, the other replicas, then
+        the seeds."""
+        seen = dict.fromkeys(self.leaders())
         for g in self.slot_map.groups:
             info = self.slot_map.group(g)
             if info is not None:
-                if info.leader:
-                    seen.setdefault(info.leader)
                 for a in info.replicas:
                     seen.setdefault(a)
         for s in self.seeds:
