@@ -239,7 +239,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             r if r is not None else _error(kv_pb2.TIMEOUT, "outcome unknown: timed out")
             for r in out
         ]
-        node.metrics.rpc_seconds.labels(rpc="execute").observe(time.perf_counter() - t0)
+        node.metrics.execute_seconds.observe(time.perf_counter() - t0)
         return kv_pb2.BatchResponse(responses=responses, batch_id=batch.batch_id)
 
     def _shutting_down(self, key: bytes) -> kv_pb2.Response:
@@ -461,7 +461,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             view = txn.kv_read_view(g.group_id)
             for i, cmd in reads:
                 out[i] = _answer(self.node, key_slot(cmd.key), self.node.sm.read(view, cmd, now))
-        self.node.metrics.reads.labels(group=str(g.group_id), consistency=level).inc(len(reads))
+        self.node.metrics.group(g.group_id).reads(level).inc(len(reads))
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
