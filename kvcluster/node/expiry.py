@@ -59,3 +59,8 @@ class ExpiryScan:
 
     def forget(self, group: int) -> None:
         self._after.pop(group, None)
+
+    def keep(self, groups: set[int]) -> None:
+        """Forget every group not in ``groups`` (no longer led here, or gone)."""
+        for group in set(self._after) - groups:
+            del self._after[group]

@@ -391,12 +391,14 @@ class Node:
             await asyncio.sleep(every)
             store = self.store
             assert store is not None
-            for gid, g in list(self.groups.items()):
-                if gid == META_GROUP or not g.is_leader or self.storage_full:
-                    scan.forget(gid)
-                    continue
-                with store.read() as txn:
-                    sweep = scan.next_pass(txn, gid, self.now_ms())
+            if self.storage_full:
+                continue  # no write would be taken; the scan positions stay good
+            led = [(gid, g) for gid, g in self.groups.items() if gid != META_GROUP and g.is_leader]
+            scan.keep({gid for gid, _ in led})
+            now = self.now_ms()
+            with store.read() as txn:  # one read transaction for the whole pass
+                sweeps = [(gid, g, scan.next_pass(txn, gid, now)) for gid, g in led]
+            for gid, g, sweep in sweeps:
                 if sweep is None:
                     continue
                 try:

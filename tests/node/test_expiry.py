@@ -80,6 +80,9 @@ def test_forget_starts_a_group_over(store: NodeStore) -> None:
     assert first is not None and second is None  # 0 is among the first 3 records read
     scan.forget(1)
     assert sweeps(store, scan, 1, 1) == [first]
+    sweeps(store, scan, 1, 1)  # group 1 moves on again
+    scan.keep({2})  # no longer led here: forgotten too
+    assert sweeps(store, scan, 1, 1) == [first]
     with pytest.raises(ValueError):
         ExpiryScan(limit=0)
 
