@@ -56,13 +56,14 @@ class SnapshotMaker:
         fut = self._captures.get(group)
         if fut is not None and fut.done():
             del self._captures[group]
-            error = None if fut.cancelled() else fut.exception()
-            if error is not None and not isinstance(error, UnknownGroup):
-                raise error  # once: the next get starts a new capture
-            if error is None and not fut.cancelled():
-                snap = fut.result()
-                if snap.metadata.index >= offset:
-                    return snap
+            if not fut.cancelled():
+                error = fut.exception()
+                if error is None:
+                    snap = fut.result()
+                    if snap.metadata.index >= offset:
+                        return snap
+                elif not isinstance(error, UnknownGroup):
+                    raise error  # once: the next get starts a new capture
             fut = None  # overtaken by compaction, or of a dropped group: build a new one
         if fut is None:
             self._captures[group] = self._executor.submit(snapshots.capture, self._store, group)
