@@ -248,6 +248,28 @@ class LocalCluster:
         except (OSError, ValueError):
             return None
 
+    def metric(self, node_id: int, name: str) -> float | None:
+        """The sum of node ``node_id``'s samples named ``name`` (e.g.
+        ``kvcluster_persist_seconds_count``; every label set added up), parsed by
+        prometheus_client; None if the node is down or has no such sample."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        n = self.nodes[node_id]
+        if not n.alive():
+            return None
+        try:
+            with urllib.request.urlopen(f"http://{n.http}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        values = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        ]
+        return sum(values) if values else None
+
     def wait_healthy(self, timeout: float = 60.0) -> None:
         """Wait until every live node is healthy: the layout exists and each group it hosts
         has a leader."""
