@@ -36,7 +36,9 @@ Contract:
   interval still open when the writer stops counts up to the stop time. ``cutover_p50_ms``
   and ``cutover_p99_ms`` are percentiles (nearest rank) of that over the slots.
   ``server_cutover_*`` are percentiles of ``SlotReport.cutover_ms`` (Freeze sent ->
-  Activate applied, measured by the executor).
+  Activate applied, measured by the executor). ``write_before_*`` are percentiles of the
+  writers' own write latency before each round's ``run()`` starts: what one commit costs
+  at this load (a cutover is two in a row, see the README).
 - Where time goes: the executor's ``LeaderCalls`` is wrapped to time every propose and scan
   (decoding each command to name it costs ~1 ms per 500-key chunk, in the executor
   process). Per phase, ``steps`` totals them by step and ``executor_cutover_segments_ms``
@@ -425,6 +427,11 @@ class SlotWriter(threading.Thread):
                 self.ok.append((t0, time.monotonic()))
         self.stopped_at = time.monotonic()
 
+    def latencies_before(self, run_start: float) -> list[float]:
+        """Latency in ms of each successful write completed before ``run_start`` (no move of
+        its slot in the way: what one Raft commit costs at this load)."""
+        return [(e - s) * 1000 for s, e in self.ok if e < run_start]
+
     def unavailability_ms(self, run_start: float) -> tuple[float, float, float]:
         """(unavailability, max gap, typical latency) in ms, as the module docstring says."""
         pre = [e - s for s, e in self.ok if e < run_start]
@@ -472,6 +479,7 @@ def phase_cutover(
     unavail: list[float] = []
     rows: list[dict[str, Any]] = []
     server: list[float] = []
+    before: list[float] = []
     steps: list[Step] = []
     errors = 0
     error_kinds: Counter[str] = Counter()
@@ -498,6 +506,7 @@ def phase_cutover(
         for (_, slot), th in zip(part, writers, strict=True):
             u, gap, typ = th.unavailability_ms(res["t0"])
             unavail.append(u)
+            before.extend(th.latencies_before(res["t0"]))
             server.append(by_slot[slot]["cutover_ms"])
             errors += th.errors
             error_kinds.update(th.error_kinds)
@@ -529,6 +538,8 @@ def phase_cutover(
         "cutover_max_ms": r2(max(unavail)),
         "server_cutover_p50_ms": r2(pct(server, 0.5)),
         "server_cutover_p99_ms": r2(pct(server, 0.99)),
+        "write_before_p50_ms": r2(pct(before, 0.5)),
+        "write_before_p99_ms": r2(pct(before, 0.99)),
         "writer_errors": errors,
         "writer_error_kinds": dict(error_kinds),
         "writer_error_example": error_example,
