@@ -8,7 +8,9 @@ Contract:
   hard states, and every committed entry they apply (with the applied index, in the same
   transaction), go into ONE LMDB write transaction, synced once (group commit). Only after
   that commit are the Readies' messages handed to the transport (persist before send), the
-  clients answered, and the RawNodes advanced.
+  clients answered, and the RawNodes advanced. The exception: a leader's Ready whose
+  messages are all appends and heartbeats sends them before its write, so the followers
+  persist in parallel with it (Raft thesis 10.2.1; ``Ready.may_send_before_persist``).
 - Proposals and reads that arrive while the driver is busy accumulate in the RawNodes and
   leave together in the next Ready: that is the batching.
 - Recovery: at start the store holds every group's log, hard state, membership and applied
@@ -448,6 +450,12 @@ class Node:
             for g, rd in readies
             if rd.entries or rd.hard_state or rd.snapshot or rd.committed_entries
         ]
+        early: set[int] = set()
+        for g, rd in readies:
+            if rd.may_send_before_persist():
+                early.add(id(rd))
+                for m in rd.messages:
+                    transport.send(m.to, g.group_id, m)
         results: dict[int, dict[int, KvResult]] = {}
         if writes:  # a Ready of only messages or read states writes nothing
             # The write and its fsync run on the I/O thread while this loop keeps taking
@@ -462,8 +470,10 @@ class Node:
                 log.info(
                     "group %d: installed snapshot at %d (term %d)", g.group_id, md.index, md.term
                 )
+            if id(rd) not in early:
+                for m in rd.messages:
+                    transport.send(m.to, g.group_id, m)
             for m in rd.messages:
-                transport.send(m.to, g.group_id, m)
                 if m.type == MessageType.SNAP:
                     g.raw.report_snapshot(m.to, True)
             self.metrics.raft_messages.inc(len(rd.messages))

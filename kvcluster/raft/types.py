@@ -142,7 +142,8 @@ class Message:
 
 @dataclass(slots=True)
 class HardState:
-    """What must be durable before any message of the same Ready is sent."""
+    """What must be durable before the Ready's messages are sent (term and vote before any;
+    see ``Ready.may_send_before_persist``)."""
 
     term: int = 0
     vote: int = NONE
@@ -177,7 +178,8 @@ class Ready:
     """Work handed to the caller. The caller must, in this order:
 
     1. persist ``snapshot`` (if any), ``entries`` and ``hard_state`` (if any) durably;
-    2. send ``messages`` (only after step 1: persist before send);
+    2. send ``messages`` (only after step 1: persist before send; or, when
+       ``may_send_before_persist()``, while step 1 is in flight);
     3. apply ``committed_entries`` in order and serve ``read_states`` once applied;
     4. call ``RawNode.advance(ready)``.
     """
@@ -190,3 +192,20 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     must_sync: bool = False
+    new_term_or_vote: bool = False  # hard_state changes term or vote: persist before any send
+
+    def may_send_before_persist(self) -> bool:
+        """Whether ``messages`` may go out while step 1 is in flight (Raft thesis 10.2.1):
+        when they are all appends and heartbeats (a leader's) and this Ready changes neither
+        term nor vote, so they say nothing that is not durable already except the new
+        entries themselves. The leader counts its own copy of those only at ``advance``
+        (``Raft.on_persisted``), so a commit still needs a durable majority."""
+        return (
+            self.snapshot is None
+            and not self.new_term_or_vote
+            and bool(self.messages)
+            and all(m.type in _EARLY_TYPES for m in self.messages)
+        )
+
+
+_EARLY_TYPES = frozenset({MessageType.APP, MessageType.HEARTBEAT})

@@ -5,9 +5,10 @@ Contract:
   of the replicas' own ``random.Random``; nothing reads a clock or the global ``random``.
 - Each replica runs the Ready loop exactly as ``types.Ready`` orders a runtime to: persist the
   snapshot, entries and hard state into its MemoryStorage (its "disk"), then send the
-  messages, then apply committed entries (conf changes through ``apply_conf_change``) and
-  serve read states, then ``advance``. ``handle_ready`` can crash the replica between any two
-  of those steps.
+  messages (before persisting when ``Ready.may_send_before_persist``, as the node runtime
+  does, so a crash before persisting can follow them), then apply committed entries (conf
+  changes through ``apply_conf_change``) and serve read states, then ``advance``.
+  ``handle_ready`` can crash the replica between any two of those steps.
 - A crash loses the RawNode, the state machine and every pending proposal; the MemoryStorage
   survives. ``restart`` rebuilds the replica from it: the state machine restores the storage
   snapshot and the core replays committed entries after it.
@@ -63,7 +64,7 @@ MT = MessageType
 
 
 class CrashPoint(enum.Enum):
-    BEFORE_PERSIST = "before-persist"  # ready() handed out, nothing written
+    BEFORE_PERSIST = "before-persist"  # ready() handed out, nothing written (early sends out)
     BEFORE_SEND = "before-send"  # persisted, messages never sent
     BEFORE_APPLY = "before-apply"  # sent, nothing applied, no advance()
 
@@ -317,6 +318,10 @@ class Cluster:
                 parts.append(f"{rd.soft_state.role.name}(lead {rd.soft_state.leader_id})")
             parts.append(f"msgs={len(rd.messages)}")
             self.log(" ".join(parts))
+        early = rd.may_send_before_persist()
+        if early:  # as the node runtime does: a leader's appends go out during its write
+            for m in rd.messages:
+                self._send(n, m)
         if crash_at == CrashPoint.BEFORE_PERSIST:
             self.crash(n, crash_at.value)
             return False
@@ -335,7 +340,7 @@ class Cluster:
             self.crash(n, crash_at.value)
             return False
         # 2. Send.
-        for m in rd.messages:
+        for m in rd.messages if not early else ():
             self._send(n, m)
         if crash_at == CrashPoint.BEFORE_APPLY:
             self.crash(n, crash_at.value)

@@ -164,6 +164,8 @@ def _elected_with_own_removal_pending(c: Cluster) -> SimNode:
     c.drain(two)
     c.deliver(c.net.take_all()[0])  # node 1 commits index 2 in memory ...
     c.handle_ready(one, crash_at=CrashPoint.BEFORE_PERSIST)  # ... and forgets it
+    lost = c.net.take_all()  # the commit it told node 2 while persisting never arrives
+    assert [e.msg.type for e in lost] == [MessageType.APP]
     c.restart(one)
     assert two.raw is not None
     two.raw.campaign()

@@ -1,0 +1,106 @@
+"""A leader's appends leave while its own write is in flight (Raft thesis 10.2.1), as the
+node runtime sends them: ``Ready.may_send_before_persist``. The simulator does the same
+(``kvcluster.testing.cluster``), so the randomized sweeps cover it; these pin the rule."""
+
+from __future__ import annotations
+
+import random
+
+from kvcluster.raft import Message, MessageType, Ready, StateRole
+from kvcluster.testing.cluster import Cluster, ClusterConfig, CrashPoint, SimNode
+
+ELECTION = 5
+
+
+def make(nodes: int) -> Cluster:
+    cfg = ClusterConfig(
+        nodes=nodes,
+        election_tick=ELECTION,
+        heartbeat_tick=1,
+        pre_vote=False,
+        check_quorum=False,
+        unreachable_rate=0.0,
+    )
+    return Cluster(cfg, random.Random(0))
+
+
+def elect(c: Cluster, node_id: int) -> SimNode:
+    n = c.nodes[node_id]
+    assert n.raw is not None
+    n.raw.campaign()
+    c.settle()
+    assert n.role() == StateRole.LEADER
+    return n
+
+
+def test_a_leaders_appends_may_leave_before_its_write() -> None:
+    c = make(3)
+    lead = elect(c, 1)
+    c.propose(lead, 1)
+    assert lead.raw is not None
+    rd = lead.raw.ready()
+    assert rd.entries and not rd.new_term_or_vote
+    assert {m.type for m in rd.messages} == {MessageType.APP}
+    assert rd.may_send_before_persist()
+
+
+def test_a_candidates_votes_wait_for_its_term_and_vote() -> None:
+    c = make(3)
+    n = c.nodes[1]
+    assert n.raw is not None
+    n.raw.campaign()
+    rd = n.raw.ready()
+    assert rd.new_term_or_vote
+    assert {m.type for m in rd.messages} == {MessageType.VOTE}
+    assert not rd.may_send_before_persist()
+
+
+def test_a_followers_acknowledgements_wait_for_its_write() -> None:
+    c = make(3)
+    lead = elect(c, 1)
+    c.propose(lead, 1)
+    c.drain(lead)
+    to_two = [e for e in c.net.take_all() if e.dst == 2]
+    c.deliver(to_two[0])
+    two = c.nodes[2]
+    assert two.raw is not None
+    rd = two.raw.ready()
+    assert rd.entries
+    assert {m.type for m in rd.messages} == {MessageType.APP_RESP}
+    assert not rd.may_send_before_persist()
+
+
+def test_appends_said_with_a_new_term_wait() -> None:
+    # A lone voter becomes leader in the step that raises its term: its first appends (to a
+    # learner) would say a term that is not on disk yet.
+    app = Message(MessageType.APP, to=2, from_=1, term=3)
+    assert Ready(messages=[app]).may_send_before_persist()
+    assert not Ready(messages=[app], new_term_or_vote=True).may_send_before_persist()
+    mixed = [app, Message(MessageType.TIMEOUT_NOW, to=2, from_=1, term=3)]
+    assert not Ready(messages=mixed).may_send_before_persist()
+    assert not Ready().may_send_before_persist()
+
+
+def test_a_leader_that_dies_before_its_write_loses_nothing_acknowledged() -> None:
+    # The appends reached both followers, the leader's own copy never reached its disk: the
+    # followers hold a majority, one of them is elected and commits the entry, and the old
+    # leader takes it back from the new one when it returns.
+    c = make(3)
+    lead = elect(c, 1)
+    c.propose(lead, 1)
+    (data,) = lead.pending
+    assert not c.handle_ready(lead, crash_at=CrashPoint.BEFORE_PERSIST)
+    sent = c.net.inflight
+    assert sorted(e.dst for e in sent) == [2, 3]
+    assert all(e.msg.type == MessageType.APP and e.msg.entries for e in sent)
+    c.settle()
+    assert lead.storage.last_index() < c.nodes[2].storage.last_index()
+    c.restart(lead)
+    elect(c, 2)
+    for _ in range(4 * ELECTION):
+        c.round()
+    for n in c.nodes.values():
+        st = n.storage
+        logged = [e.data for e in st.entries(st.first_index(), st.last_index() + 1, 1 << 30)]
+        assert data in logged, f"node {n.id} lacks the entry"
+        assert st.hard_state.commit >= logged.index(data) + st.first_index()
