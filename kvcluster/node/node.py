@@ -8,9 +8,10 @@ Contract:
   hard states, and every committed entry they apply (with the applied index, in the same
   transaction), go into ONE LMDB write transaction, synced once (group commit). Only after
   that commit are the Readies' messages handed to the transport (persist before send), the
-  clients answered, and the RawNodes advanced. The exception: a leader's Ready whose
-  messages are all appends and heartbeats sends them before its write, so the followers
-  persist in parallel with it (Raft thesis 10.2.1; ``Ready.may_send_before_persist``).
+  clients answered, and the RawNodes advanced. The exception: a Ready whose messages are
+  all a leader's appends and heartbeats, with no new term or vote, sends them before the
+  write, so the followers persist in parallel with the leader (Raft thesis 10.2.1;
+  ``Ready.may_send_before_persist``).
 - Proposals and reads that arrive while the driver is busy accumulate in the RawNodes and
   leave together in the next Ready: that is the batching.
 - Recovery: at start the store holds every group's log, hard state, membership and applied

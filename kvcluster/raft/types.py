@@ -198,8 +198,9 @@ class Ready:
         """Whether ``messages`` may go out while step 1 is in flight (Raft thesis 10.2.1):
         when they are all appends and heartbeats (a leader's) and this Ready changes neither
         term nor vote, so they say nothing that is not durable already except the new
-        entries themselves. The leader counts its own copy of those only at ``advance``
-        (``Raft.on_persisted``), so a commit still needs a durable majority."""
+        entries themselves and the commit index (volatile in Raft). The leader counts its
+        own copy of the entries only at ``advance`` (``Raft.on_persisted``), so a commit
+        still needs a durable majority."""
         return (
             self.snapshot is None
             and not self.new_term_or_vote

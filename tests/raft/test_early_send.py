@@ -71,8 +71,8 @@ def test_a_followers_acknowledgements_wait_for_its_write() -> None:
 
 
 def test_appends_said_with_a_new_term_wait() -> None:
-    # A lone voter becomes leader in the step that raises its term: its first appends (to a
-    # learner) would say a term that is not on disk yet.
+    # E.g. a lone voter becomes leader in the step that raises its term: a heartbeat to a
+    # learner in that Ready would say a term that is not on disk yet.
     app = Message(MessageType.APP, to=2, from_=1, term=3)
     assert Ready(messages=[app]).may_send_before_persist()
     assert not Ready(messages=[app], new_term_or_vote=True).may_send_before_persist()
@@ -81,7 +81,39 @@ def test_appends_said_with_a_new_term_wait() -> None:
     assert not Ready().may_send_before_persist()
 
 
-def test_a_leader_that_dies_before_its_write_loses_nothing_acknowledged() -> None:
+def test_the_leader_counts_its_own_copy_only_once_it_is_on_disk() -> None:
+    # Five voters: the early appends reach two followers, whose acknowledgements arrive
+    # while the leader's write is still in flight (the runtime steps messages between
+    # ready() and advance()). Two of five is no majority without the leader's own copy.
+    c = make(5)
+    lead = elect(c, 1)
+    c.propose(lead, 1)
+    raw = lead.raw
+    assert raw is not None
+    rd = raw.ready()
+    assert rd.may_send_before_persist()
+    index = rd.entries[-1].index
+    for m in rd.messages:
+        if m.to in (2, 3):
+            c.net.send(lead.id, lead.life, m)
+    for env in c.net.take_all():
+        dst = c.deliver(env)
+        assert dst is not None
+        c.drain(dst)
+    acks = [e.msg for e in c.net.take_all() if e.dst == lead.id]
+    assert sorted(m.from_ for m in acks) == [2, 3]
+    assert all(m.type == MessageType.APP_RESP and m.index >= index for m in acks)
+    for m in acks:
+        raw.step(m)
+    assert raw.raft.log.committed < index
+    lead.storage.append(rd.entries)  # the leader's write completes
+    if rd.hard_state is not None:
+        lead.storage.set_hard_state(rd.hard_state)
+    raw.advance(rd)
+    assert raw.raft.log.committed >= index
+
+
+def test_an_entry_sent_early_survives_its_leaders_crash() -> None:
     # The appends reached both followers, the leader's own copy never reached its disk: the
     # followers hold a majority, one of them is elected and commits the entry, and the old
     # leader takes it back from the new one when it returns.
