@@ -81,6 +81,10 @@ class ClusterConfig:
     max_size_per_msg: int = 1 << 20
     max_committed_size_per_ready: int = NO_LIMIT
     unreachable_rate: float = 0.3  # how often a lost message is reported as unreachable
+    # How often a replica steps messages addressed to it while its Ready is being written
+    # (between ready() and advance()), as the node runtime does. 0 keeps the schedules of
+    # the seed lists in the tests.
+    step_during_write: float = 0.0
 
     def raft_config(self, node_id: int, applied: int) -> Config:
         return Config(
@@ -336,6 +340,8 @@ class Cluster:
         if rd.hard_state is not None:
             chk.on_persist_hard_state(n.id, st.hard_state, rd.hard_state, st.last_index())
             st.set_hard_state(rd.hard_state)
+        if self.cfg.step_during_write and self.rng.random() < self.cfg.step_during_write:
+            self._deliver_during_write(n)
         if crash_at == CrashPoint.BEFORE_SEND:
             self.crash(n, crash_at.value)
             return False
@@ -368,6 +374,19 @@ class Cluster:
         chk.check_leaders((n,))
         self._retire_removed()
         return n.raw is not None
+
+    def _deliver_during_write(self, n: SimNode) -> None:
+        """Step up to three of the messages in flight to ``n`` into it while its Ready is
+        out (the write's contents were fixed by ``ready()``; what the steps produce leaves
+        in the next Ready)."""
+        mine = [e for e in self.net.inflight if e.dst == n.id][: self.rng.randint(1, 3)]
+        for env in mine:
+            self.net.inflight.remove(env)
+            if n.raw is None:
+                return
+            if self.trace is not None:
+                self.log(f"  (during {n.id}'s write)")
+            self.deliver(env, self.net.blocked(env.src, env.dst))
 
     def _apply_conf_change(self, n: SimNode, sm: StateMachine, e: Entry) -> None:
         assert n.raw is not None

@@ -59,7 +59,8 @@ class SimParams:
     @classmethod
     def from_seed(cls, seed: int, **overrides: Any) -> SimParams:
         """Knobs drawn from the seed; any keyword overrides one (``steps``, ``nodes``,
-        ``pre_vote``, ``check_quorum``, ``fast_backtrack``, ``membership``, ``self_removal``)."""
+        ``pre_vote``, ``check_quorum``, ``fast_backtrack``, ``membership``, ``self_removal``,
+        ``step_during_write``: never drawn from the seed, so it leaves other knobs alone)."""
         r = random.Random(seed ^ _KNOB_SALT)
         heartbeat = r.choice([1, 1, 1, 2])
         cfg = ClusterConfig(
@@ -85,6 +86,8 @@ class SimParams:
                 setattr(cfg, k, bool(v))
             elif k in ("steps", "membership", "self_removal"):
                 setattr(p, k, type(getattr(p, k))(v))
+            elif k == "step_during_write":
+                cfg.step_during_write = float(v)
             else:
                 raise TypeError(f"unknown simulation knob {k!r}")
             p.overrides[k] = v
@@ -104,7 +107,8 @@ class SimParams:
             f"heartbeat={c.heartbeat_tick} pre_vote={c.pre_vote} check_quorum={c.check_quorum} "
             f"fast_backtrack={c.fast_backtrack} inflight={c.max_inflight_msgs} "
             f"msg_size={c.max_size_per_msg} apply_size={c.max_committed_size_per_ready} "
-            f"membership={self.membership} self_removal={self.self_removal}"
+            f"membership={self.membership} self_removal={self.self_removal} "
+            f"step_during_write={c.step_during_write}"
         )
 
 
@@ -550,6 +554,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int)
     for knob in ("pre-vote", "check-quorum", "fast-backtrack", "membership", "self-removal"):
         ap.add_argument(f"--{knob}", type=int, choices=(0, 1))
+    ap.add_argument(
+        "--step-during-write",
+        type=float,
+        help="probability that a replica steps messages while its Ready is written",
+    )
     args = ap.parse_args(argv)
     overrides = {
         "steps": args.steps,
@@ -559,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         "fast_backtrack": args.fast_backtrack,
         "membership": args.membership,
         "self_removal": args.self_removal,
+        "step_during_write": args.step_during_write,
     }
     params = SimParams.from_seed(args.seed, **overrides)
     print(params.describe())

@@ -32,6 +32,7 @@ EXAMPLES = int(os.environ.get("KV_SIM_HYPOTHESIS_EXAMPLES", "40"))
     check_quorum=st.booleans(),
     fast_backtrack=st.booleans(),
     membership=st.booleans(),
+    step_during_write=st.sampled_from([0.0, 0.5]),
 )
 def test_sim_hypothesis(
     seed: int,
@@ -41,6 +42,7 @@ def test_sim_hypothesis(
     check_quorum: bool,
     fast_backtrack: bool,
     membership: bool,
+    step_during_write: float,
 ) -> None:
     run_seed(
         seed,
@@ -50,4 +52,5 @@ def test_sim_hypothesis(
         check_quorum=check_quorum,
         fast_backtrack=fast_backtrack,
         membership=membership,
+        step_during_write=step_during_write,
     )
