@@ -4,33 +4,10 @@ node runtime sends them: ``Ready.may_send_before_persist``. The simulator does t
 
 from __future__ import annotations
 
-import random
+from kvcluster.raft import Message, MessageType, Ready
+from kvcluster.testing.cluster import CrashPoint
 
-from kvcluster.raft import Message, MessageType, Ready, StateRole
-from kvcluster.testing.cluster import Cluster, ClusterConfig, CrashPoint, SimNode
-
-ELECTION = 5
-
-
-def make(nodes: int) -> Cluster:
-    cfg = ClusterConfig(
-        nodes=nodes,
-        election_tick=ELECTION,
-        heartbeat_tick=1,
-        pre_vote=False,
-        check_quorum=False,
-        unreachable_rate=0.0,
-    )
-    return Cluster(cfg, random.Random(0))
-
-
-def elect(c: Cluster, node_id: int) -> SimNode:
-    n = c.nodes[node_id]
-    assert n.raw is not None
-    n.raw.campaign()
-    c.settle()
-    assert n.role() == StateRole.LEADER
-    return n
+from .conftest import ELECTION, elect, make
 
 
 def test_a_leaders_appends_may_leave_before_its_write() -> None:

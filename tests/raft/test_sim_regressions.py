@@ -7,38 +7,13 @@ self-removal ones with ``--self-removal 1 --membership 1`` too).
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import pytest
 
 from kvcluster.raft import ConfChange, ConfChangeType, MessageType, StateRole
-from kvcluster.testing.cluster import Cluster, ClusterConfig, CrashPoint, SimNode
+from kvcluster.testing.cluster import Cluster, CrashPoint, SimNode
 from kvcluster.testing.replay import run_seed
 
-ELECTION = 5
-
-
-def make(nodes: int, **knobs: Any) -> Cluster:
-    cfg = ClusterConfig(
-        nodes=nodes,
-        election_tick=ELECTION,
-        heartbeat_tick=1,
-        pre_vote=False,
-        check_quorum=False,
-        unreachable_rate=0.0,
-        **knobs,
-    )
-    return Cluster(cfg, random.Random(0))
-
-
-def elect(c: Cluster, node_id: int) -> SimNode:
-    n = c.nodes[node_id]
-    assert n.raw is not None
-    n.raw.campaign()
-    c.settle()
-    assert n.role() == StateRole.LEADER
-    return n
+from .conftest import ELECTION, elect, make
 
 
 def assert_live(c: Cluster) -> None:
