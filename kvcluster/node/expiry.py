@@ -57,9 +57,6 @@ class ExpiryScan:
                 break
         return ExpireSweep(now_ms, tuple(keys)) if keys else None
 
-    def forget(self, group: int) -> None:
-        self._after.pop(group, None)
-
     def keep(self, groups: set[int]) -> None:
         """Forget every group not in ``groups`` (no longer led here, or gone)."""
         for group in set(self._after) - groups:
