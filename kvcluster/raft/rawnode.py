@@ -149,9 +149,6 @@ class RawNode:
             rd.hard_state = hs
             prev = self._prev_hard
             rd.new_term_or_vote = hs.term != prev.term or hs.vote != prev.vote
-            rd.must_sync = rd.new_term_or_vote
-        if rd.entries:
-            rd.must_sync = True
         self._in_flight = True
         return rd
 

@@ -191,7 +191,6 @@ class Ready:
     snapshot: Snapshot | None = None
     committed_entries: list[Entry] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
-    must_sync: bool = False
     new_term_or_vote: bool = False  # hard_state changes term or vote: persist before any send
 
     def may_send_before_persist(self) -> bool:
