@@ -441,8 +441,6 @@ class Node:
                 raise
 
     async def _handle_readies(self, loop: asyncio.AbstractEventLoop) -> None:
-        transport = self.transport
-        assert transport is not None
         readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
         if not readies:
             return
@@ -451,12 +449,10 @@ class Node:
             for g, rd in readies
             if rd.entries or rd.hard_state or rd.snapshot or rd.committed_entries
         ]
-        early: set[int] = set()
+        early = {g.group_id for g, rd in readies if rd.may_send_before_persist()}
         for g, rd in readies:
-            if rd.may_send_before_persist():
-                early.add(id(rd))
-                for m in rd.messages:
-                    transport.send(m.to, g.group_id, m)
+            if g.group_id in early:
+                self._send_messages(g, rd)
         results: dict[int, dict[int, KvResult]] = {}
         if writes:  # a Ready of only messages or read states writes nothing
             # The write and its fsync run on the I/O thread while this loop keeps taking
@@ -471,13 +467,8 @@ class Node:
                 log.info(
                     "group %d: installed snapshot at %d (term %d)", g.group_id, md.index, md.term
                 )
-            if id(rd) not in early:
-                for m in rd.messages:
-                    transport.send(m.to, g.group_id, m)
-            for m in rd.messages:
-                if m.type == MessageType.SNAP:
-                    g.raw.report_snapshot(m.to, True)
-            self.metrics.raft_messages.inc(len(rd.messages))
+            if g.group_id not in early:
+                self._send_messages(g, rd)
             g.on_ready_done(rd, results.get(g.group_id, {}))
             if rd.soft_state is not None and rd.soft_state.role != StateRole.LEADER:
                 self._forget_snapshot(g.group_id)  # no longer its to send
@@ -489,6 +480,15 @@ class Node:
         self._plan_compactions()
         if any(g.raw.has_ready() for g in self.groups.values()):
             self._wake.set()
+
+    def _send_messages(self, g: GroupReplica, rd: Ready) -> None:
+        transport = self.transport
+        assert transport is not None
+        for m in rd.messages:
+            transport.send(m.to, g.group_id, m)
+            if m.type == MessageType.SNAP:
+                g.raw.report_snapshot(m.to, True)
+        self.metrics.raft_messages.inc(len(rd.messages))
 
     async def _write_until_done(
         self,
