@@ -379,11 +379,7 @@ class Cluster:
         """Step up to three of the messages in flight to ``n`` into it while its Ready is
         out (the write's contents were fixed by ``ready()``; what the steps produce leaves
         in the next Ready)."""
-        mine = [e for e in self.net.inflight if e.dst == n.id][: self.rng.randint(1, 3)]
-        for env in mine:
-            self.net.inflight.remove(env)
-            if n.raw is None:
-                return
+        for env in self.net.take_to(n.id, self.rng.randint(1, 3)):
             if self.trace is not None:
                 self.log(f"  (during {n.id}'s write)")
             self.deliver(env, self.net.blocked(env.src, env.dst))

@@ -116,6 +116,13 @@ class SimNetwork:
             self.delivered += 1
         return env, lost
 
+    def take_to(self, dst: int, limit: int) -> list[Envelope]:
+        """The oldest ``limit`` messages in flight to ``dst``, taken out of flight."""
+        out = [e for e in self.inflight if e.dst == dst][:limit]
+        taken = {e.seq for e in out}
+        self.inflight = [e for e in self.inflight if e.seq not in taken]
+        return out
+
     def take_all(self) -> list[Envelope]:
         """Everything in flight, oldest first, leaving the network empty (a calm round)."""
         out, self.inflight = self.inflight, []
