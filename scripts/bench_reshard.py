@@ -434,8 +434,8 @@ class SlotWriter(threading.Thread):
 
     def unavailability_ms(self, run_start: float) -> tuple[float, float, float]:
         """(unavailability, max gap, typical latency) in ms, as the module docstring says."""
-        pre = [e - s for s, e in self.ok if e < run_start]
-        typical = statistics.median(pre) if pre else 0.0
+        pre = self.latencies_before(run_start)
+        typical = statistics.median(pre) / 1000 if pre else 0.0
         ends = [e for _, e in self.ok]
         gaps = [b - a for a, b in itertools.pairwise(ends) if b > run_start]
         last = ends[-1] if ends else run_start
