@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from kvcluster.v1 import admin_pb2, admin_pb2_grpc
 
@@ -252,8 +253,6 @@ class LocalCluster:
         """The sum of node ``node_id``'s samples named ``name`` (e.g.
         ``kvcluster_persist_seconds_count``; every label set added up), parsed by
         prometheus_client; None if the node is down or has no such sample."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         n = self.nodes[node_id]
         if not n.alive():
             return None
